@@ -1,0 +1,358 @@
+"""The blocking client: one persistent, authenticated connection per process.
+
+A ``Client`` is thread-safe (one request at a time on its connection), reconnects when leekd
+restarted under it, and after ``fork()`` the child opens its own connection instead of
+sharing its parent's socket.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cloudpickle
+
+from . import __version__
+from .conf import resolve_address, resolve_secret
+from .errors import (
+    LeekAuthError,
+    LeekConnectionError,
+    LeekError,
+    LeekProtocolError,
+    LeekRejected,
+    LeekUnavailable,
+    LeekVersionError,
+)
+from .protocol import (
+    CLOSED,
+    DEFAULT_MAX_FRAME,
+    MAX_TASKS_PER_PUSH,
+    NEED_DATA,
+    Connection,
+    Error,
+    ErrorCode,
+    ProtocolError,
+    Push,
+    Pushed,
+    Reply,
+    Request,
+    Role,
+    ServerHello,
+    TaskRecord,
+    Welcome,
+)
+from .tasks import make_record
+
+_RECV = 262144
+_FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
+
+
+def client_info() -> dict[str, Any]:
+    v = sys.version_info
+    return {
+        "python": f"{v.major}.{v.minor}",
+        "cloudpickle": cloudpickle.__version__,
+        "leek": __version__,
+        "pid": os.getpid(),
+    }
+
+
+def _raise_error(event: Error, where: str) -> None:
+    code = event.code
+    if code == ErrorCode.AUTH:
+        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
+    if code == ErrorCode.VERSION:
+        raise LeekVersionError(event.message, "version")
+    if code == ErrorCode.UNAVAILABLE:
+        raise LeekUnavailable(event.message, "unavailable")
+    raise LeekRejected(event.message, code.name.lower())
+
+
+class Client:
+    """A connection to leekd. Arguments override ``LEEK_*`` env vars and ``settings.LEEK``."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        secret: str | bytes | None = None,
+        *,
+        connect_timeout: float = 2.0,
+        timeout: float = 60.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.host, self.port = resolve_address(host, port)
+        self._secret_arg = secret
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self._lock = threading.RLock()
+        self._sock: socket.socket | None = None
+        self._conn: Connection | None = None
+        self._pid = os.getpid()
+        self.server_info: dict[str, Any] = {}
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # ---- public API
+
+    def push(
+        self,
+        fn: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> int:
+        """Queue ``fn(*args, **kwargs)``; returns its id once leekd has committed it."""
+        unknown = set(options) - {"queue", "max_retries", "timeout"}
+        if unknown:
+            raise TypeError(f"unknown push options: {', '.join(sorted(unknown))}")
+        record = make_record(fn, tuple(args), kwargs, **options)
+        return self.push_records([record])[0]
+
+    def push_many(self, calls: Iterable[Any], **options: Any) -> list[int]:
+        """Queue many calls in as few round trips as possible.
+
+        Each call is ``fn``, ``(fn, args)`` or ``(fn, args, kwargs)``; ``options`` apply to all.
+        """
+        records = []
+        for call in calls:
+            if callable(call):
+                fn, args, kwargs = call, (), None
+            else:
+                fn, args, kwargs = (tuple(call) + ((), None))[:3]
+            records.append(make_record(fn, tuple(args), kwargs, **options))
+        return self.push_records(records)
+
+    def push_records(self, records: list[TaskRecord]) -> list[int]:
+        if not records:
+            return []
+        frames: list[Push] = []
+        batch: list[TaskRecord] = []
+        size = 0
+        limit = min(_FRAME_BUDGET, self.max_frame // 2)
+        for r in records:
+            need = len(r.payload) + len(r.name) + len(r.preview) + 64
+            if batch and (size + need > limit or len(batch) >= MAX_TASKS_PER_PUSH):
+                frames.append(Push(tuple(batch)))
+                batch, size = [], 0
+            batch.append(r)
+            size += need
+        frames.append(Push(tuple(batch)))
+        ids: list[int] = []
+        for reply in self._roundtrip(frames):
+            if not isinstance(reply, Pushed):
+                raise LeekProtocolError(f"expected task ids, got {type(reply).__name__}")
+            ids.extend(reply.ids)
+        if len(ids) != len(records):
+            raise LeekProtocolError(f"pushed {len(records)} tasks but got {len(ids)} ids")
+        return ids
+
+    def request(self, op: str, **args: Any) -> Any:
+        (reply,) = self._roundtrip([Request(op, args)])
+        if not isinstance(reply, Reply):
+            raise LeekProtocolError(f"expected a reply, got {type(reply).__name__}")
+        return reply.data
+
+    def ping(self) -> dict[str, Any]:
+        """leekd's health: status ("ok" or "draining"), version, uptime, workers."""
+        return self.request("ping")
+
+    def waiting(self) -> int:
+        """Tasks queued and not yet started."""
+        return int(self.request("waiting"))
+
+    def handled(self) -> int:
+        """Tasks finished (succeeded or failed) since leekd started."""
+        return int(self.request("handled"))
+
+    def stats(self) -> dict[str, Any]:
+        return self.request("stats")
+
+    def status(self, task_id: int) -> dict[str, Any]:
+        """One task's state: queued, running, succeeded or failed, with attempts and error."""
+        return self.request("status", id=int(task_id))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport
+
+    def _drop(self) -> None:
+        if self._sock is not None and self._pid == os.getpid():
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._conn = None
+        self._pid = os.getpid()
+
+    def _stale(self) -> bool:
+        """True if the idle connection was closed by the server (say, it restarted)."""
+        assert self._sock is not None
+        try:
+            poller = select.poll()
+            poller.register(self._sock, select.POLLIN)
+            readable = poller.poll(0)
+        except (OSError, ValueError):
+            return True
+        # Readable while idle: either end of stream, or bytes nobody asked for. Both: reconnect.
+        return bool(readable)
+
+    def _roundtrip(self, events: list[Any]) -> list[Any]:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._sock, self._conn = None, None  # the parent's socket: leave it alone
+                self._pid = os.getpid()
+            if self._sock is not None and self._stale():
+                self._drop()
+            fresh = self._sock is None
+            if fresh:
+                self._open()
+            try:
+                return self._exchange(events)
+            except (OSError, LeekConnectionError) as exc:
+                self._drop()
+                if fresh:
+                    raise LeekConnectionError(
+                        f"lost the connection to leekd at {self.address}: {exc}"
+                    ) from exc
+            # A connection that looked alive failed: one fresh attempt (a push may then be
+            # recorded twice, which at-least-once allows).
+            self._open()
+            try:
+                return self._exchange(events)
+            except (OSError, LeekConnectionError) as exc:
+                self._drop()
+                raise LeekConnectionError(f"lost the connection to leekd at {self.address}: {exc}") from exc
+
+    def _exchange(self, events: list[Any]) -> list[Any]:
+        assert self._sock is not None and self._conn is not None
+        data = b"".join(self._conn.send(e) for e in events)
+        self._sock.sendall(data)
+        replies = []
+        for _ in events:
+            event = self._read_event()
+            if isinstance(event, Error):
+                if len(events) > 1:
+                    self._drop()  # answers still owed for the rest of the pipeline
+                _raise_error(event, self.address)
+            replies.append(event)
+        return replies
+
+    def _read_event(self) -> Any:
+        assert self._sock is not None and self._conn is not None
+        while True:
+            try:
+                event = self._conn.next_event()
+            except ProtocolError as exc:
+                self._drop()
+                if exc.code == ErrorCode.AUTH:
+                    raise LeekAuthError(
+                        f"leekd at {self.address} does not share our secret ({exc}); give leekd "
+                        "and its clients the same LEEK_SECRET / settings.LEEK['secret'] "
+                        "(or the same Django SECRET_KEY)"
+                    ) from None
+                raise LeekProtocolError(f"leekd at {self.address} broke the protocol: {exc}") from None
+            if event is NEED_DATA:
+                try:
+                    data = self._sock.recv(_RECV)
+                except TimeoutError:
+                    raise LeekConnectionError(
+                        f"leekd at {self.address} did not answer within {self.timeout:g}s"
+                    ) from None
+                self._conn.receive_data(data)
+                continue
+            if event is CLOSED:
+                raise LeekConnectionError(f"leekd at {self.address} closed the connection")
+            return event
+
+    def _open(self) -> None:
+        secret = resolve_secret(self._secret_arg)
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            raise LeekConnectionError(
+                f"leekd is not reachable at {self.address} ({exc.strerror or exc}); is it running? "
+                "Check with `leekd status` or `leek-shell ping`, and that LEEK_HOST/LEEK_PORT match."
+            ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout)
+        self._sock, self._conn = sock, Connection(Role.CLIENT, secret.key, self.max_frame)
+        self._pid = os.getpid()
+        try:
+            hello = self._read_event()
+            if not isinstance(hello, ServerHello):
+                raise LeekProtocolError("leekd did not greet us")
+            sock.sendall(self._conn.hello(client_info()))
+            welcome = self._read_event()
+            if isinstance(welcome, Error):
+                _raise_error(welcome, self.address)
+            if not isinstance(welcome, Welcome):
+                raise LeekProtocolError("leekd did not welcome us")
+            self.server_info = welcome.info
+        except LeekAuthError as exc:
+            self._drop()
+            raise LeekAuthError(f"{exc} [this client's secret comes from {secret.source}]") from None
+        except (OSError, LeekError):
+            self._drop()
+            raise
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def get_client() -> Client:
+    """The process's shared client, created on first use from the environment/settings."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+def _reset_after_fork() -> None:
+    global _default, _default_lock
+    _default_lock = threading.Lock()
+    if _default is not None:
+        _default._sock, _default._conn = None, None
+        _default._pid = os.getpid()
+        _default._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def push_task_to_queue(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Queue ``fn(*args, **kwargs)`` on leekd; returns the task id once it is durable."""
+    return get_client().push(fn, args, kwargs)
+
+
+def push(
+    fn: Callable[..., Any],
+    args: Iterable[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> int:
+    """Queue ``fn(*args, **kwargs)`` with options (``queue``, ``max_retries``, ``timeout``)."""
+    return get_client().push(fn, args, kwargs, **options)
+
+
+def push_many(calls: Iterable[Any], **options: Any) -> list[int]:
+    return get_client().push_many(calls, **options)

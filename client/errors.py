@@ -1,0 +1,40 @@
+"""The exceptions leek raises; every one is a ``LeekError``."""
+
+from __future__ import annotations
+
+
+class LeekError(Exception):
+    """Raised for anything leek cannot do; the base of every leek exception."""
+
+
+class LeekConfigError(LeekError):
+    """Raised when leek's settings are missing or invalid (bad port, unreadable key file)."""
+
+
+class LeekConnectionError(LeekError):
+    """Raised when leekd cannot be reached, or the connection broke mid-request."""
+
+
+class LeekAuthError(LeekError):
+    """Raised when client and server do not share the same secret."""
+
+
+class LeekProtocolError(LeekError):
+    """Raised when the peer does not speak leek's protocol (or another version of it)."""
+
+
+class LeekRejected(LeekError):
+    """Raised when leekd understood a request and refused it; ``code`` and ``reason`` say why."""
+
+    def __init__(self, reason: str, code: str = "rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class LeekUnavailable(LeekRejected):
+    """Raised when leekd cannot take the request now (database unavailable, draining)."""
+
+
+class LeekVersionError(LeekRejected):
+    """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""

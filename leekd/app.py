@@ -1,0 +1,272 @@
+"""Leekd: the store, queue, workers and server put together, with start and phased stop.
+
+Stop order (each step logged, each wait bounded): stop accepting → refuse new pushes and
+answer the ones in flight → close connections → let running tasks finish within the grace
+period → write the remaining outcomes → exit. Tasks still waiting stay queued in the
+database and run after the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from leek import __version__
+from leek.protocol import TaskRecord
+
+from .conf import Config
+from .notify import sd_notify
+from .queue import Job, TaskQueue
+from .server import PYTHON, AuthLog, LeekConnection, client_pickle_problem, make_pool, resolve_pushes
+from .store import Store
+from .workers import Worker
+
+log = logging.getLogger("leekd.server")
+
+RECOVER_CHUNK = 5000
+
+
+class Leekd:
+    def __init__(self, config: Config, secret: bytes) -> None:
+        self.config = config
+        self.secret = secret
+        self.work = TaskQueue()
+        self.store: Store | None = None
+        self.workers: list[Worker] = []
+        self.connections: set[LeekConnection] = set()
+        self.auth_log = AuthLog()
+        self.pool = make_pool()
+        self.draining = False
+        self.force = False
+        self.started = time.time()
+        self.port: int | None = None
+        self.recovered = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # ---- what the server reports
+
+    def server_info(self) -> dict[str, Any]:
+        return {"leek": __version__, "python": PYTHON, "cloudpickle": cloudpickle.__version__}
+
+    def version_problem(self, peer: dict[str, Any], tasks: tuple[TaskRecord, ...]) -> str | None:
+        return client_pickle_problem(peer, [t.payload for t in tasks])
+
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.current is not None)
+
+    def ping_info(self) -> dict[str, Any]:
+        return {
+            "status": "draining" if self.draining else "ok",
+            "worker": "off" if self.draining else "on",
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 3),
+            "workers": len(self.workers),
+            "busy": self.busy(),
+            "waiting": self.work.waiting(),
+            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        busy = self.busy()
+        return {
+            "version": __version__,
+            "uptime": round(time.time() - self.started, 3),
+            "queues": self.work.snapshot(),
+            "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
+            "waiting": self.work.waiting(),
+            "handled": self.work.handled(),
+            "recovered": self.recovered,
+            "connections": len(self.connections),
+            "store": {
+                "healthy": self.store.healthy if self.store else True,
+                "commits": self.store.commits if self.store else 0,
+                "backlog": self.store.backlog if self.store else 0,
+            },
+        }
+
+    # ---- lifecycle
+
+    def recover(self) -> int:
+        """Put every task with no outcome back on the queue; returns how many."""
+        from django.db import close_old_connections
+
+        from .models import QueuedTask
+
+        close_old_connections()
+        n = 0
+        rows = (
+            QueuedTask.objects.unfinished()
+            .order_by("id")
+            .values_list("id", "name", "queue", "payload", "max_retries", "timeout", "deaths")
+            .iterator(chunk_size=RECOVER_CHUNK)
+        )
+        batch: list[Job] = []
+        for tid, name, queue, payload, retries, timeout, deaths in rows:
+            batch.append(Job(tid, name, queue, bytes(payload), retries, timeout, deaths=deaths))
+            if len(batch) >= RECOVER_CHUNK:
+                self.work.put_many(batch)
+                n += len(batch)
+                batch = []
+        self.work.put_many(batch)
+        n += len(batch)
+        close_old_connections()
+        self.recovered = n
+        return n
+
+    async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        self.store = Store(self.work, lambda items: loop.call_soon_threadsafe(resolve_pushes, items))
+        t0 = time.monotonic()
+        recovered = await loop.run_in_executor(self.pool, self.recover)
+        if recovered:
+            log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
+        self.store.start()
+        self.workers = [Worker(i, self.work, self.store, self.config) for i in range(self.config.workers)]
+        for w in self.workers:
+            w.start()
+        server = await loop.create_server(
+            lambda: LeekConnection(self), self.config.host, self.config.port, backlog=1024
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        log.info(
+            "leekd %s listening on %s:%d (pid %d, %d workers, Python %s)",
+            __version__, self.config.host, self.port, os.getpid(), self.config.workers, PYTHON,
+        )
+        sd_notify(f"READY=1\nSTATUS=listening on {self.config.host}:{self.port}\nMAINPID={os.getpid()}")
+        sweeper = asyncio.create_task(self._sweep())
+        if ready is not None:
+            ready(self)
+        try:
+            await self._stop.wait()
+        finally:
+            sweeper.cancel()
+            await self._shutdown(server)
+
+    async def _sweep(self) -> None:
+        """Close connections that never finished the handshake, or went silent."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for c in list(self.connections):
+                limit = self.config.idle_timeout if c.conn.peer_info else self.config.handshake_timeout
+                if now - c.last_active > limit and not c.pending and c.transport:
+                    log.info("closing %s: silent for %.0fs", c.peer, now - c.last_active)
+                    c.transport.close()
+
+    def request_stop(self, force: bool = False) -> None:
+        """Ask for a graceful stop (thread-safe); a second call, or ``force``, skips the grace."""
+        if self._loop is None or self._stop is None:
+            return
+        if force or self._stop.is_set():
+            self.force = True
+        self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _shutdown(self, server: asyncio.Server) -> None:
+        assert self.store is not None
+        sd_notify("STOPPING=1")
+        log.info("stopping: no longer accepting connections")
+        server.close()
+        self.draining = True
+        deadline = time.monotonic() + 5.0
+        while any(c.pending for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for c in list(self.connections):
+            if c.transport:
+                c.transport.close()
+        log.info("stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy())
+        for w in self.workers:
+            w.stop_event.set()
+        self.work.close()
+        deadline = time.monotonic() + self.config.grace
+        while any(w.is_alive() for w in self.workers) and time.monotonic() < deadline and not self.force:
+            await asyncio.sleep(0.02)
+        stragglers = [w.current for w in self.workers if w.is_alive() and w.current is not None]
+        for job in stragglers:
+            log.warning("task %d %s still running at exit; it stays queued and runs again", job.id, job.name)
+        loop = asyncio.get_running_loop()
+        flushed = await loop.run_in_executor(None, self.store.stop, 10.0)
+        if not flushed:
+            log.error("stopping: the database writer did not finish in 10s")
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        snap = self.work.snapshot()
+        ok = sum(q["succeeded"] for q in snap.values())
+        bad = sum(q["failed"] for q in snap.values())
+        log.info(
+            "leekd stopped: %d handled (%d succeeded, %d failed), %d left queued, up %.1fs",
+            ok + bad, ok, bad, self.work.waiting() + len(stragglers), time.time() - self.started,
+        )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(app: Leekd) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (a second one forces the stop)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        loop = runner.get_loop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _on_signal, app, sig)
+        runner.run(app.serve())
+
+
+def _on_signal(app: Leekd, sig: int) -> None:
+    name = signal.Signals(sig).name
+    if app.draining or (app._stop is not None and app._stop.is_set()):
+        log.warning("%s again: stopping now, running tasks stay queued", name)
+        app.request_stop(force=True)
+    else:
+        log.info("%s: stopping gracefully (send again to force)", name)
+        app.request_stop()
+
+
+class ServerThread:
+    """leekd in a background thread of this process (for tests and embedding)."""
+
+    def __init__(self, app: Leekd) -> None:
+        self.app = app
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="leekd-main", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(self.app.serve(ready=lambda _: self._ready.set()))
+        except BaseException as exc:  # reported to the starter
+            self._error = exc
+            self._ready.set()
+
+    def start(self, timeout: float = 30.0) -> Leekd:
+        self.thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"leekd did not start within {timeout}s")
+        if self._error is not None:
+            raise self._error
+        return self.app
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.app.request_stop()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise TimeoutError(f"leekd did not stop within {timeout}s")
+
+
+__all__ = ["Leekd", "ServerThread", "run"]

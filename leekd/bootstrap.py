@@ -1,0 +1,105 @@
+"""Getting Django ready for leekd: the project's settings, or built-in ones on SQLite.
+
+With no Django project, leekd configures itself with an SQLite file in WAL mode
+(``synchronous=NORMAL``: a commit survives a crash of leekd; a power loss may undo the last
+commits, see the README) and applies its own migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from leek.errors import LeekConfigError
+
+
+def embedded_settings(db_path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> dict[str, Any]:
+    if synchronous not in ("NORMAL", "FULL"):
+        raise LeekConfigError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    return {
+        "DEBUG": False,
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "LEEK_EMBEDDED": True,  # tells leek.conf not to derive the secret from this key
+        "INSTALLED_APPS": ["leekd"],
+        "DATABASES": {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(Path(db_path).resolve()),
+                "OPTIONS": {
+                    "init_command": f"PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};",
+                    "transaction_mode": "IMMEDIATE",
+                    "timeout": 5,
+                },
+            }
+        },
+        "USE_TZ": True,
+        "TIME_ZONE": "UTC",
+        "LOGGING_CONFIG": None,
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+    }
+
+
+def configure_embedded(db_path: str | os.PathLike[str], *, migrate: bool = True, synchronous: str = "NORMAL") -> None:
+    import django
+    from django.conf import settings
+
+    Path(db_path).resolve().parent.mkdir(parents=True, exist_ok=True)
+    settings.configure(**embedded_settings(db_path, synchronous=synchronous))
+    django.setup()
+    if migrate:
+        apply_migrations()
+
+
+def apply_migrations() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", "leekd", verbosity=0, interactive=False)
+
+
+def configure_project(settings_module: str) -> None:
+    """Use the project's settings; its database must already have leekd's tables."""
+    import django
+    from django.conf import settings
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    try:
+        django.setup()
+    except ImportError as exc:
+        raise LeekConfigError(f"cannot import the Django settings {settings_module!r}: {exc}") from None
+    if "leekd" not in settings.INSTALLED_APPS and not any(
+        a.startswith("leekd.") for a in settings.INSTALLED_APPS
+    ):
+        raise LeekConfigError(
+            f"add 'leekd' to INSTALLED_APPS in {settings_module}, then run `python manage.py migrate`"
+        )
+    check_migrated()
+
+
+def check_migrated() -> None:
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+    targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == "leekd"]
+    plan = executor.migration_plan(targets)
+    if plan:
+        raise LeekConfigError(
+            f"leekd's tables are not up to date ({len(plan)} migration(s) not applied); "
+            "run `python manage.py migrate leekd`"
+        )
+
+
+def setup(settings_module: str | None, db_path: str | None) -> str:
+    """Configure Django for leekd; returns "project" or "embedded"."""
+    from django.conf import settings
+
+    if settings.configured:
+        return "embedded" if getattr(settings, "LEEK_EMBEDDED", False) else "project"
+    module = settings_module or os.environ.get("DJANGO_SETTINGS_MODULE")
+    if module:
+        configure_project(module)
+        return "project"
+    configure_embedded(db_path or os.environ.get("LEEK_DB") or "leek.sqlite3")
+    return "embedded"

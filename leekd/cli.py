@@ -1,0 +1,165 @@
+"""The ``leekd`` command: ``run`` in the foreground (and the service verbs of service.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from leek.conf import resolve_secret
+from leek.errors import LeekConfigError, LeekError
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_USAGE = 2
+EX_UNAVAILABLE = 69  # sysexits: could not bind / server not running
+EX_CONFIG = 78  # sysexits: configuration error
+
+log = logging.getLogger("leekd.cli")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not in 0..65535 (0 picks a free port)")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 1e8:
+        raise argparse.ArgumentTypeError(f"{value} must be a non-negative number of seconds")
+    return value
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("server")
+    g.add_argument("--host", help="address to listen on (env LEEK_HOST; default 127.0.0.1)")
+    g.add_argument("--port", type=port_number, help="TCP port, 0 for any free one (env LEEK_PORT; default 8002)")
+    g.add_argument("--workers", type=positive_int, help="worker threads (env LEEK_WORKERS; default 4)")
+    g.add_argument("--db", help="SQLite file when no Django project is used (env LEEK_DB; default ./leek.sqlite3)")
+    g.add_argument("--settings", help="Django settings module of your project (or DJANGO_SETTINGS_MODULE)")
+    g.add_argument("--grace", type=seconds, help="seconds running tasks get to finish on stop (default 30)")
+    g.add_argument("--max-retries", type=positive_int, help="attempts per task before it is failed (default 3)")
+    g.add_argument("--retry-delay", type=seconds, help="first retry backoff in seconds, doubling (default 1)")
+    g.add_argument(
+        "--secret",
+        help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
+    )
+    g.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info: one line per task start and end)",
+    )
+
+
+def configure_logging(level: str, stream: Any = None, filename: str | None = None) -> None:
+    handler: logging.Handler = logging.FileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("leekd")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("host", "port", "workers", "db", "grace", "max_retries", "retry_delay", "secret")
+    return {n: getattr(args, n, None) for n in names}
+
+
+def prepare(args: argparse.Namespace) -> Any:
+    """Set up Django, resolve config and secret, refuse unsafe setups; returns a Leekd."""
+    from . import bootstrap
+
+    mode = bootstrap.setup(args.settings, args.db or os.environ.get("LEEK_DB"))
+    from . import conf
+    from .app import Leekd
+
+    config = conf.resolve(flags_of(args))
+    secret = resolve_secret(config.secret, create=True)
+    if not config.loopback and not secret.explicit:
+        raise LeekConfigError(
+            f"refusing to listen on {config.host} without an explicit secret: anyone who can reach "
+            f"the port could run code here. Set LEEK_SECRET (or settings.LEEK['secret']) to a long "
+            f"random string on leekd and its clients, or listen on 127.0.0.1."
+        )
+    log.info("database: %s; secret from %s", _db_description(mode), secret.source)
+    return Leekd(config, secret.key)
+
+
+def _db_description(mode: str) -> str:
+    from django.db import connection
+
+    name = connection.settings_dict.get("NAME")
+    return f"{connection.vendor} {name} ({mode})"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    app = prepare(args)
+    from .app import run
+
+    try:
+        run(app)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", app.config.host, app.config.port, exc.strerror or exc)
+        return EX_UNAVAILABLE
+    return EX_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leekd",
+        description="leekd: the leek task queue server. Durable, authenticated, no broker needed.",
+        epilog="Without --settings (or DJANGO_SETTINGS_MODULE) leekd keeps its records in an SQLite file.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run in the foreground (for systemd, containers, development)")
+    add_server_options(run)
+    run.set_defaults(func=cmd_run)
+    try:
+        from . import service
+    except ImportError:
+        pass
+    else:
+        service.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LeekConfigError as exc:
+        print(f"leekd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except LeekError as exc:
+        print(f"leekd: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The records leekd keeps: every task queued, and how each one ended.
+
+``QueuedTask.state`` is written in the same transaction as the outcome row, so "unfinished"
+is one indexed lookup at start instead of an anti-join over the outcome tables.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class State(models.TextChoices):
+    QUEUED = "queued", "queued"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+
+
+class QueuedTaskQuerySet(models.QuerySet):
+    def unfinished(self) -> QueuedTaskQuerySet:
+        """Queued and not yet finished: what recovery puts back on the queue."""
+        return self.filter(state=State.QUEUED)
+
+    def succeeded(self) -> QueuedTaskQuerySet:
+        return self.filter(state=State.SUCCEEDED)
+
+    def failed(self) -> QueuedTaskQuerySet:
+        return self.filter(state=State.FAILED)
+
+
+class QueuedTask(models.Model):
+    """A task leekd accepted; the row exists before the push is answered."""
+
+    id = models.BigAutoField(primary_key=True)
+    queue = models.CharField(max_length=100, default="default")
+    name = models.CharField("callable", max_length=255)
+    args_preview = models.CharField(max_length=300, blank=True, default="")
+    payload = models.BinaryField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    enqueued_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveSmallIntegerField(default=0)
+    timeout = models.FloatField(default=0.0)
+    deaths = models.PositiveSmallIntegerField(
+        default=0, help_text="times leekd died while running this task"
+    )
+    retry_of = models.ForeignKey(
+        "FailedTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    objects = QueuedTaskQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "queued task"
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=models.Q(state="queued"),
+                name="leekd_qt_unfinished",
+            ),
+            models.Index(fields=["name"], name="leekd_qt_name"),
+            models.Index(fields=["enqueued_at"], name="leekd_qt_enqueued"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}({self.args_preview})"
+
+
+class SuccessTask(models.Model):
+    """A task that ran to completion."""
+
+    task = models.OneToOneField(QueuedTask, on_delete=models.CASCADE, related_name="success")
+    finished_at = models.DateTimeField()
+    duration = models.FloatField(help_text="seconds, last attempt")
+    attempts = models.PositiveIntegerField(default=1)
+    result = models.BinaryField(null=True, blank=True, help_text="pickled return value, if picklable")
+
+    class Meta:
+        verbose_name = "succeeded task"
+        indexes = [models.Index(fields=["finished_at"], name="leekd_st_finished")]
+
+    def __str__(self) -> str:
+        return f"#{self.task_id} succeeded"
+
+
+class FailedTask(models.Model):
+    """A task that failed its last attempt (or could not be loaded, or killed leekd)."""
+
+    task = models.OneToOneField(QueuedTask, on_delete=models.CASCADE, related_name="failure")
+    failed_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=1)
+    exc_type = models.CharField("exception", max_length=255)
+    message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "failed task"
+        indexes = [models.Index(fields=["failed_at"], name="leekd_ft_failed")]
+
+    def __str__(self) -> str:
+        return f"#{self.task_id} failed: {self.exc_type}"

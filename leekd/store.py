@@ -1,0 +1,233 @@
+"""The database writer: one thread, group commit.
+
+Everything that must reach the database (new tasks, outcomes) goes through one queue to one
+thread. Each turn takes *everything that arrived meanwhile* and writes it in one
+transaction, so a busy server commits thousands of pushes at once and an idle one commits a
+single push at once, with no timer adding latency. A push is answered only after its row
+is committed; only then does its task enter the in-memory queue.
+
+When a write fails (database locked or down), pushes in that batch are refused, outcomes
+are kept in memory and written again on the next turn, and the thread goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from leek.protocol import TaskRecord
+
+from .queue import Job, TaskQueue
+
+log = logging.getLogger("leekd.store")
+
+INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
+MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
+
+
+@dataclass(slots=True)
+class Outcome:
+    job: Job
+    ok: bool
+    finished_at: datetime
+    duration: float = 0.0
+    result: bytes | None = None
+    exc_type: str = ""
+    message: str = ""
+    traceback: str = ""
+
+
+@dataclass(slots=True)
+class _PushOp:
+    records: Sequence[TaskRecord]
+    token: Any
+    retry_of: int | None = None
+
+
+PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
+
+
+class Store:
+    """Owns the writer thread; ``on_pushed`` is called once per commit with every answer."""
+
+    def __init__(self, work: TaskQueue, on_pushed: PushDone) -> None:
+        self.work = work
+        self.on_pushed = on_pushed
+        self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending_outcomes: list[Outcome] = []
+        self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
+        self._stopping = threading.Event()
+        self.healthy = True
+        self.last_error = ""
+        self.commits = 0
+        self.written = 0
+
+    # ---- called from other threads
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit_push(self, records: Sequence[TaskRecord], token: Any, retry_of: int | None = None) -> None:
+        self._ops.put(_PushOp(records, token, retry_of))
+
+    def submit_outcome(self, outcome: Outcome) -> None:
+        self._ops.put(outcome)
+
+    def stop(self, timeout: float) -> bool:
+        """Write what is pending and end the thread; False if it did not finish in time."""
+        self._stopping.set()
+        self._ops.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def backlog(self) -> int:
+        return self._ops.qsize() + len(self._pending_outcomes)
+
+    # ---- the writer thread
+
+    def _run(self) -> None:
+        retry_wait = 0.05
+        try:
+            while True:
+                timeout = retry_wait if self._pending_outcomes else None
+                try:
+                    first = self._ops.get(timeout=timeout)
+                except queue.Empty:
+                    first = None
+                ops = [first] if first is not None else []
+                n = 0
+                while n < MAX_BATCH:
+                    try:
+                        op = self._ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if op is not None:
+                        ops.append(op)
+                        n += len(op.records) if isinstance(op, _PushOp) else 1
+                ok = self._write(ops)
+                retry_wait = 0.05 if ok else min(retry_wait * 2, 2.0)
+                if self._stopping.is_set() and self._ops.empty():
+                    if not self._pending_outcomes:
+                        break
+                    if not ok:
+                        log.error(
+                            "stopping with %d outcomes not written (%s); their tasks stay queued "
+                            "and will run again",
+                            len(self._pending_outcomes),
+                            self.last_error,
+                        )
+                        break
+        finally:
+            connection.close()
+
+    def _write(self, ops: list[Any]) -> bool:
+        pushes = [op for op in ops if isinstance(op, _PushOp)]
+        outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
+        if not pushes and not outcomes:
+            return True
+        now = timezone.now()
+        try:
+            close_old_connections()
+            with transaction.atomic():
+                ids = [self._insert_tasks(op.records, now, op.retry_of) for op in pushes]
+                self._write_outcomes(outcomes)
+        except DatabaseError as exc:
+            self._failed(exc, pushes, outcomes)
+            return False
+        self._pending_outcomes = []
+        self.commits += 1
+        self.written += sum(len(i) for i in ids) + len(outcomes)
+        if not self.healthy:
+            log.warning("database writable again; %d outcomes written", len(outcomes))
+        self.healthy, self.last_error = True, ""
+        jobs = [
+            Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout)
+            for op, op_ids in zip(pushes, ids, strict=True)
+            for i, r in zip(op_ids, op.records, strict=True)
+        ]
+        self.work.put_many(jobs)
+        if pushes:
+            self.on_pushed([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
+        return True
+
+    def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
+        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+        log.error(
+            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
+            self.last_error,
+            sum(len(op.records) for op in pushes),
+            len(outcomes),
+        )
+        self._pending_outcomes = outcomes
+        try:
+            connection.close()  # reconnect on the next turn
+        except DatabaseError:
+            pass
+        if pushes:
+            err = DatabaseError(f"database unavailable: {self.last_error}")
+            self.on_pushed([(op.token, err) for op in pushes])
+        time.sleep(0)  # let the refused pushes be answered before we retry
+
+    def _insert_tasks(self, records: Sequence[TaskRecord], now: datetime, retry_of: int | None) -> list[int]:
+        qn = connection.ops.quote_name
+        when = connection.ops.adapt_datetimefield_value(now)
+        cols = (
+            "queue", "name", "args_preview", "payload", "state", "enqueued_at",
+            "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
+        )
+        head = f"INSERT INTO {qn('leekd_queuedtask')} ({', '.join(qn(c) for c in cols)}) VALUES "
+        row = "(" + ", ".join(["%s"] * len(cols)) + ")"
+        ids: list[int] = []
+        with connection.cursor() as cur:
+            for start in range(0, len(records), INSERT_CHUNK):
+                chunk = records[start : start + INSERT_CHUNK]
+                params: list[Any] = []
+                for r in chunk:
+                    params += (
+                        r.queue, r.name, r.preview, r.payload, "queued", when,
+                        0, r.max_retries, r.timeout, 0, retry_of,
+                    )
+                cur.execute(head + ", ".join([row] * len(chunk)) + f" RETURNING {qn('id')}", params)
+                got = [row_[0] for row_ in cur.fetchall()]
+                if len(got) != len(chunk):
+                    raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
+                ids += got
+        return ids
+
+    def _write_outcomes(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        qn = connection.ops.quote_name
+        adapt = connection.ops.adapt_datetimefield_value
+        ok = [o for o in outcomes if o.ok]
+        bad = [o for o in outcomes if not o.ok]
+        with connection.cursor() as cur:
+            if ok:
+                cur.executemany(
+                    f"INSERT INTO {qn('leekd_successtask')} (task_id, finished_at, duration, attempts, "
+                    "result) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result) for o in ok],
+                )
+            if bad:
+                cur.executemany(
+                    f"INSERT INTO {qn('leekd_failedtask')} (task_id, failed_at, attempts, exc_type, "
+                    "message, traceback) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [
+                        (o.job.id, adapt(o.finished_at), o.job.attempts, o.exc_type[:255], o.message, o.traceback)
+                        for o in bad
+                    ],
+                )
+            cur.executemany(
+                f"UPDATE {qn('leekd_queuedtask')} SET state = %s, attempts = %s, deaths = %s WHERE id = %s",
+                [("succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths, o.job.id) for o in outcomes],
+            )
