@@ -48,7 +48,7 @@ from .protocol import (
 )
 from .tasks import make_record
 
-_RECV = 262144
+_RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
 
 
@@ -239,7 +239,9 @@ class Client:
                 return self._exchange(events)
             except (OSError, LeekConnectionError) as exc:
                 self._drop()
-                raise LeekConnectionError(f"lost the connection to leekd at {self.address}: {exc}") from exc
+                raise LeekConnectionError(
+                    f"lost the connection to leekd at {self.address}: {exc}"
+                ) from exc
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
@@ -268,7 +270,9 @@ class Client:
                         "and its clients the same LEEK_SECRET / settings.LEEK['secret'] "
                         "(or the same Django SECRET_KEY)"
                     ) from None
-                raise LeekProtocolError(f"leekd at {self.address} broke the protocol: {exc}") from None
+                raise LeekProtocolError(
+                    f"leekd at {self.address} broke the protocol: {exc}"
+                ) from None
             if event is NEED_DATA:
                 try:
                     data = self._sock.recv(_RECV)
@@ -308,7 +312,9 @@ class Client:
             self.server_info = welcome.info
         except LeekAuthError as exc:
             self._drop()
-            raise LeekAuthError(f"{exc} [this client's secret comes from {secret.source}]") from None
+            raise LeekAuthError(
+                f"{exc} [this client's secret comes from {secret.source}]"
+            ) from None
         except (OSError, LeekError):
             self._drop()
             raise

@@ -44,7 +44,9 @@ MAX_TASKS_PER_PUSH = 10_000
 
 _LENGTH = struct.Struct("!I")
 _SEQ = struct.Struct("!Q")
-_TASK_HEAD = struct.Struct("!HHHHdI")  # queue, name, preview lengths; max_retries; timeout; payload length
+_TASK_HEAD = struct.Struct(
+    "!HHHHdI"
+)  # queue, name, preview lengths; max_retries; timeout; payload length
 _ID = struct.Struct("!Q")
 _ERROR_HEAD = struct.Struct("!H")
 
@@ -216,7 +218,9 @@ def decode_tasks(data: bytes) -> tuple[TaskRecord, ...]:
         raise ProtocolError("push: truncated")
     (count,) = _LENGTH.unpack_from(view)
     if not 0 < count <= MAX_TASKS_PER_PUSH:
-        raise ProtocolError(f"push: {count} tasks; allowed 1..{MAX_TASKS_PER_PUSH}", ErrorCode.TOO_LARGE)
+        raise ProtocolError(
+            f"push: {count} tasks; allowed 1..{MAX_TASKS_PER_PUSH}", ErrorCode.TOO_LARGE
+        )
     pos, out = 4, []
     try:
         for _ in range(count):
@@ -370,13 +374,17 @@ class Connection:
         ftype, payload = _encode_payload(event)
         length = 1 + len(payload) + TAG_SIZE
         if length > self.max_frame:
-            raise LocalProtocolError(f"frame of {length} bytes exceeds the {self.max_frame}-byte limit")
+            raise LocalProtocolError(
+                f"frame of {length} bytes exceeds the {self.max_frame}-byte limit"
+            )
         tag = _tag(key, self._send_dir, self._send_seq, ftype, payload)
         self._send_seq += 1
         return _LENGTH.pack(length) + bytes([ftype]) + payload + tag
 
     def _derive(self, client_nonce: bytes) -> bytes:
-        return hmac.digest(self._secret, b"leek-conn" + self._server_nonce + client_nonce, hashlib.sha256)
+        return hmac.digest(
+            self._secret, b"leek-conn" + self._server_nonce + client_nonce, hashlib.sha256
+        )
 
     # ---- receiving
 
@@ -401,7 +409,10 @@ class Connection:
         (length,) = _LENGTH.unpack_from(self._buf, self._pos)
         if length > self.max_frame:
             self.state = State.CLOSED
-            raise ProtocolError(f"frame of {length} bytes exceeds the {self.max_frame}-byte limit", ErrorCode.TOO_LARGE)
+            raise ProtocolError(
+                f"frame of {length} bytes exceeds the {self.max_frame}-byte limit",
+                ErrorCode.TOO_LARGE,
+            )
         if length < 1 + TAG_SIZE:
             self.state = State.CLOSED
             raise ProtocolError(f"frame of {length} bytes is too short")
@@ -432,17 +443,23 @@ class Connection:
     def _verify(self, key: bytes, ftype: int, payload: bytes, tag: bytes) -> None:
         expected = _tag(key, self._recv_dir, self._recv_seq, ftype, payload)
         if not hmac.compare_digest(expected, tag):
-            raise ProtocolError("frame authentication failed (wrong secret or tampered frame)", ErrorCode.AUTH)
+            raise ProtocolError(
+                "frame authentication failed (wrong secret or tampered frame)", ErrorCode.AUTH
+            )
         self._recv_seq += 1
 
     def _accept(self, ftype: int, payload: bytes, tag: bytes) -> Event:
         if self.state is State.READY:
             assert self._key is not None
             self._verify(self._key, ftype, payload, tag)
-            allowed = (FrameType.PUSH, FrameType.REQUEST) if self.role is Role.SERVER else (
-                FrameType.PUSHED,
-                FrameType.REPLY,
-                FrameType.ERROR,
+            allowed = (
+                (FrameType.PUSH, FrameType.REQUEST)
+                if self.role is Role.SERVER
+                else (
+                    FrameType.PUSHED,
+                    FrameType.REPLY,
+                    FrameType.ERROR,
+                )
             )
             if ftype not in allowed:
                 raise ProtocolError(f"frame type {ftype} not allowed here")
@@ -469,7 +486,8 @@ class Connection:
             version = payload[len(MAGIC)]
             if version != PROTOCOL_VERSION:
                 raise ProtocolError(
-                    f"server speaks protocol {version}, this client {PROTOCOL_VERSION}", ErrorCode.VERSION
+                    f"server speaks protocol {version}, this client {PROTOCOL_VERSION}",
+                    ErrorCode.VERSION,
                 )
             self._server_nonce = payload[len(MAGIC) + 1 :]
             return ServerHello(self._server_nonce, version)
@@ -477,7 +495,9 @@ class Connection:
             # The server refused our hello: with the connection key if it read the hello,
             # with the bare secret if the hello did not verify.
             key = self._key
-            if not hmac.compare_digest(_tag(key, self._recv_dir, self._recv_seq, ftype, payload), tag):
+            if not hmac.compare_digest(
+                _tag(key, self._recv_dir, self._recv_seq, ftype, payload), tag
+            ):
                 key = self._secret
             self._verify(key, ftype, payload, tag)
             self.state = State.CLOSED

@@ -42,12 +42,18 @@ def preview(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 
 def validate_options(queue: str | None, max_retries: int | None, timeout: float | None) -> None:
     if queue is not None and (not isinstance(queue, str) or not 0 < len(queue) <= MAX_QUEUE_NAME):
-        raise LeekError(f"queue must be a non-empty name of at most {MAX_QUEUE_NAME} characters, not {queue!r}")
+        raise LeekError(
+            f"queue must be a non-empty name of at most {MAX_QUEUE_NAME} characters, not {queue!r}"
+        )
     if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 1 <= max_retries <= 1000
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 1 <= max_retries <= 1000
     ):
         raise LeekError(f"max_retries is the number of attempts, 1..1000, not {max_retries!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e8):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e8
+    ):
         raise LeekError(f"timeout is a positive number of seconds, not {timeout!r}")
 
 
@@ -70,8 +76,8 @@ def make_record(
         queue = queue or fn.options.get("queue")
         max_retries = max_retries or fn.options.get("max_retries")
         timeout = timeout or fn.options.get("timeout")
-        if fn.__module__ == "__main__":
-            target = fn.__wrapped__  # by value: the plain function
+        if fn.__module__ == "__main__" or not _is_module_attribute(fn):
+            target = fn.__wrapped__  # the plain function: by reference or by value
     try:
         payload = cloudpickle.dumps((target, args, kwargs), protocol=5)
     except Exception as exc:
@@ -86,8 +92,21 @@ def make_record(
     )
 
 
+def _is_module_attribute(obj: Any) -> bool:
+    """True if ``obj`` is reachable as module.qualname (so it can be pickled by reference)."""
+    import sys
+
+    found: Any = sys.modules.get(obj.__module__)
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
 class TaskFunction:
     """A function decorated with ``@leek.task``: call it to run inline, ``.delay()`` to queue it."""
+
+    __wrapped__: Callable[..., Any]
+    __qualname__: str
 
     def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
         validate_options(options.get("queue"), options.get("max_retries"), options.get("timeout"))
@@ -104,7 +123,9 @@ class TaskFunction:
 
         return get_client().push(self, args, kwargs)
 
-    def push(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> int:
+    def push(
+        self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> int:
         """Queue a call with per-call options (``queue``, ``max_retries``, ``timeout``)."""
         from .client import get_client
 

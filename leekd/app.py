@@ -18,14 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
-
 from leek import __version__
 from leek.protocol import TaskRecord
 
 from .conf import Config
 from .notify import sd_notify
 from .queue import Job, TaskQueue
-from .server import PYTHON, AuthLog, LeekConnection, client_pickle_problem, make_pool, resolve_pushes
+from .server import (
+    PYTHON,
+    AuthLog,
+    LeekConnection,
+    client_pickle_problem,
+    make_pool,
+    resolve_pushes,
+)
 from .store import Store
 from .workers import Worker
 
@@ -98,11 +104,16 @@ class Leekd:
 
     def recover(self) -> int:
         """Put every task with no outcome back on the queue; returns how many."""
-        from django.db import close_old_connections
+        from django.db import connection
 
+        try:
+            return self._recover()
+        finally:
+            connection.close()
+
+    def _recover(self) -> int:
         from .models import QueuedTask
 
-        close_old_connections()
         n = 0
         rows = (
             QueuedTask.objects.unfinished()
@@ -119,7 +130,6 @@ class Leekd:
                 batch = []
         self.work.put_many(batch)
         n += len(batch)
-        close_old_connections()
         self.recovered = n
         return n
 
@@ -127,13 +137,19 @@ class Leekd:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop = asyncio.Event()
-        self.store = Store(self.work, lambda items: loop.call_soon_threadsafe(resolve_pushes, items))
+
+        def on_pushed(items: list[Any]) -> None:
+            loop.call_soon_threadsafe(resolve_pushes, items)
+
+        self.store = Store(self.work, on_pushed)
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
-        self.workers = [Worker(i, self.work, self.store, self.config) for i in range(self.config.workers)]
+        self.workers = [
+            Worker(i, self.work, self.store, self.config) for i in range(self.config.workers)
+        ]
         for w in self.workers:
             w.start()
         server = await loop.create_server(
@@ -142,9 +158,16 @@ class Leekd:
         self.port = server.sockets[0].getsockname()[1]
         log.info(
             "leekd %s listening on %s:%d (pid %d, %d workers, Python %s)",
-            __version__, self.config.host, self.port, os.getpid(), self.config.workers, PYTHON,
+            __version__,
+            self.config.host,
+            self.port,
+            os.getpid(),
+            self.config.workers,
+            PYTHON,
         )
-        sd_notify(f"READY=1\nSTATUS=listening on {self.config.host}:{self.port}\nMAINPID={os.getpid()}")
+        sd_notify(
+            f"READY=1\nSTATUS=listening on {self.config.host}:{self.port}\nMAINPID={os.getpid()}"
+        )
         sweeper = asyncio.create_task(self._sweep())
         if ready is not None:
             ready(self)
@@ -160,7 +183,9 @@ class Leekd:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for c in list(self.connections):
-                limit = self.config.idle_timeout if c.conn.peer_info else self.config.handshake_timeout
+                limit = (
+                    self.config.idle_timeout if c.conn.peer_info else self.config.handshake_timeout
+                )
                 if now - c.last_active > limit and not c.pending and c.transport:
                     log.info("closing %s: silent for %.0fs", c.peer, now - c.last_active)
                     c.transport.close()
@@ -185,16 +210,24 @@ class Leekd:
         for c in list(self.connections):
             if c.transport:
                 c.transport.close()
-        log.info("stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy())
+        log.info(
+            "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
+        )
         for w in self.workers:
             w.stop_event.set()
         self.work.close()
         deadline = time.monotonic() + self.config.grace
-        while any(w.is_alive() for w in self.workers) and time.monotonic() < deadline and not self.force:
+        while (
+            any(w.is_alive() for w in self.workers)
+            and time.monotonic() < deadline
+            and not self.force
+        ):
             await asyncio.sleep(0.02)
         stragglers = [w.current for w in self.workers if w.is_alive() and w.current is not None]
         for job in stragglers:
-            log.warning("task %d %s still running at exit; it stays queued and runs again", job.id, job.name)
+            log.warning(
+                "task %d %s still running at exit; it stays queued and runs again", job.id, job.name
+            )
         loop = asyncio.get_running_loop()
         flushed = await loop.run_in_executor(None, self.store.stop, 10.0)
         if not flushed:
@@ -205,7 +238,11 @@ class Leekd:
         bad = sum(q["failed"] for q in snap.values())
         log.info(
             "leekd stopped: %d handled (%d succeeded, %d failed), %d left queued, up %.1fs",
-            ok + bad, ok, bad, self.work.waiting() + len(stragglers), time.time() - self.started,
+            ok + bad,
+            ok,
+            bad,
+            self.work.waiting() + len(stragglers),
+            time.time() - self.started,
         )
 
 

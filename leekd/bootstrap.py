@@ -15,7 +15,9 @@ from typing import Any
 from leek.errors import LeekConfigError
 
 
-def embedded_settings(db_path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> dict[str, Any]:
+def embedded_settings(
+    db_path: str | os.PathLike[str], *, synchronous: str = "NORMAL"
+) -> dict[str, Any]:
     if synchronous not in ("NORMAL", "FULL"):
         raise LeekConfigError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
     return {
@@ -41,7 +43,9 @@ def embedded_settings(db_path: str | os.PathLike[str], *, synchronous: str = "NO
     }
 
 
-def configure_embedded(db_path: str | os.PathLike[str], *, migrate: bool = True, synchronous: str = "NORMAL") -> None:
+def configure_embedded(
+    db_path: str | os.PathLike[str], *, migrate: bool = True, synchronous: str = "NORMAL"
+) -> None:
     import django
     from django.conf import settings
 
@@ -67,7 +71,9 @@ def configure_project(settings_module: str) -> None:
     try:
         django.setup()
     except ImportError as exc:
-        raise LeekConfigError(f"cannot import the Django settings {settings_module!r}: {exc}") from None
+        raise LeekConfigError(
+            f"cannot import the Django settings {settings_module!r}: {exc}"
+        ) from None
     if "leekd" not in settings.INSTALLED_APPS and not any(
         a.startswith("leekd.") for a in settings.INSTALLED_APPS
     ):

@@ -8,8 +8,20 @@ from django.conf import settings
 from django.core import checks
 
 KNOWN = {
-    "host", "port", "secret", "workers", "max_retries", "retry_delay", "timeout", "db",
-    "grace", "max_frame", "max_connections", "idle_timeout", "retention", "max_deaths",
+    "host",
+    "port",
+    "secret",
+    "workers",
+    "max_retries",
+    "retry_delay",
+    "timeout",
+    "db",
+    "grace",
+    "max_frame",
+    "max_connections",
+    "idle_timeout",
+    "retention",
+    "max_deaths",
 }
 
 
@@ -17,7 +29,11 @@ KNOWN = {
 def check_leek_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     value = getattr(settings, "LEEK", {})
     if not isinstance(value, dict):
-        return [checks.Error("settings.LEEK must be a dict.", hint="LEEK = {'port': 8002}", id="leekd.E001")]
+        return [
+            checks.Error(
+                "settings.LEEK must be a dict.", hint="LEEK = {'port': 8002}", id="leekd.E001"
+            )
+        ]
     out: list[checks.CheckMessage] = []
     for key in sorted(set(value) - KNOWN):
         out.append(
@@ -29,8 +45,14 @@ def check_leek_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         )
     port = value.get("port")
     if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-        out.append(checks.Error(f"settings.LEEK['port'] must be 1..65535, not {port!r}.", id="leekd.E002"))
+        out.append(
+            checks.Error(f"settings.LEEK['port'] must be 1..65535, not {port!r}.", id="leekd.E002")
+        )
     workers = value.get("workers")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
-        out.append(checks.Error(f"settings.LEEK['workers'] must be >= 1, not {workers!r}.", id="leekd.E003"))
+        out.append(
+            checks.Error(
+                f"settings.LEEK['workers'] must be >= 1, not {workers!r}.", id="leekd.E003"
+            )
+        )
     return out

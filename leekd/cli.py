@@ -54,13 +54,30 @@ def seconds(text: str) -> float:
 def add_server_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--host", help="address to listen on (env LEEK_HOST; default 127.0.0.1)")
-    g.add_argument("--port", type=port_number, help="TCP port, 0 for any free one (env LEEK_PORT; default 8002)")
-    g.add_argument("--workers", type=positive_int, help="worker threads (env LEEK_WORKERS; default 4)")
-    g.add_argument("--db", help="SQLite file when no Django project is used (env LEEK_DB; default ./leek.sqlite3)")
-    g.add_argument("--settings", help="Django settings module of your project (or DJANGO_SETTINGS_MODULE)")
-    g.add_argument("--grace", type=seconds, help="seconds running tasks get to finish on stop (default 30)")
-    g.add_argument("--max-retries", type=positive_int, help="attempts per task before it is failed (default 3)")
-    g.add_argument("--retry-delay", type=seconds, help="first retry backoff in seconds, doubling (default 1)")
+    g.add_argument(
+        "--port",
+        type=port_number,
+        help="TCP port, 0 for any free one (env LEEK_PORT; default 8002)",
+    )
+    g.add_argument(
+        "--workers", type=positive_int, help="worker threads (env LEEK_WORKERS; default 4)"
+    )
+    g.add_argument(
+        "--db",
+        help="SQLite file when no Django project is used (env LEEK_DB; default ./leek.sqlite3)",
+    )
+    g.add_argument(
+        "--settings", help="Django settings module of your project (or DJANGO_SETTINGS_MODULE)"
+    )
+    g.add_argument(
+        "--grace", type=seconds, help="seconds running tasks get to finish on stop (default 30)"
+    )
+    g.add_argument(
+        "--max-retries", type=positive_int, help="attempts per task before it is failed (default 3)"
+    )
+    g.add_argument(
+        "--retry-delay", type=seconds, help="first retry backoff in seconds, doubling (default 1)"
+    )
     g.add_argument(
         "--secret",
         help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
@@ -74,7 +91,9 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
 
 
 def configure_logging(level: str, stream: Any = None, filename: str | None = None) -> None:
-    handler: logging.Handler = logging.FileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = (
+        logging.FileHandler(filename) if filename else logging.StreamHandler(stream or sys.stderr)
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("leekd")
     root.handlers[:] = [handler]
@@ -122,7 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         run(app)
     except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", app.config.host, app.config.port, exc.strerror or exc)
+        log.error(
+            "cannot listen on %s:%s: %s", app.config.host, app.config.port, exc.strerror or exc
+        )
         return EX_UNAVAILABLE
     return EX_OK
 
@@ -137,12 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run in the foreground (for systemd, containers, development)")
     add_server_options(run)
     run.set_defaults(func=cmd_run)
-    try:
-        from . import service
-    except ImportError:
-        pass
-    else:
-        service.add_commands(sub)
     return parser
 
 

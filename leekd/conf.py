@@ -36,7 +36,9 @@ class Config:
         if self.workers < 1:
             raise LeekConfigError(f"workers must be at least 1, not {self.workers}")
         if self.max_retries < 1:
-            raise LeekConfigError(f"max_retries counts attempts and must be at least 1, not {self.max_retries}")
+            raise LeekConfigError(
+                f"max_retries counts attempts and must be at least 1, not {self.max_retries}"
+            )
         if self.grace < 0 or self.retry_delay < 0 or self.timeout < 0:
             raise LeekConfigError("grace, retry_delay and timeout must not be negative")
         if self.max_frame < 1024:

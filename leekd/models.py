@@ -72,7 +72,9 @@ class SuccessTask(models.Model):
     finished_at = models.DateTimeField()
     duration = models.FloatField(help_text="seconds, last attempt")
     attempts = models.PositiveIntegerField(default=1)
-    result = models.BinaryField(null=True, blank=True, help_text="pickled return value, if picklable")
+    result = models.BinaryField(
+        null=True, blank=True, help_text="pickled return value, if picklable"
+    )
 
     class Meta:
         verbose_name = "succeeded task"

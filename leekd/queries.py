@@ -4,25 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import connection
 
 from .models import FailedTask, QueuedTask, SuccessTask
 
 
 def task_status(task_id: int) -> dict[str, Any] | None:
-    close_old_connections()
+    try:
+        return _task_status(task_id)
+    finally:
+        connection.close()  # pool threads come and go; never leave a connection behind
+
+
+def _task_status(task_id: int) -> dict[str, Any] | None:
     row = (
         QueuedTask.objects.filter(pk=task_id)
-        .values("id", "name", "queue", "state", "attempts", "enqueued_at", "args_preview", "retry_of_id")
+        .values(
+            "id", "name", "queue", "state", "attempts", "enqueued_at", "args_preview", "retry_of_id"
+        )
         .first()
     )
     if row is None:
         return None
     row["enqueued_at"] = row["enqueued_at"].isoformat()
     if row["state"] == "succeeded":
-        s = SuccessTask.objects.filter(task_id=task_id).values("finished_at", "duration", "attempts").first()
+        s = (
+            SuccessTask.objects.filter(task_id=task_id)
+            .values("finished_at", "duration", "attempts")
+            .first()
+        )
         if s:
-            row.update(finished_at=s["finished_at"].isoformat(), duration=s["duration"], attempts=s["attempts"])
+            row.update(
+                finished_at=s["finished_at"].isoformat(),
+                duration=s["duration"],
+                attempts=s["attempts"],
+            )
     elif row["state"] == "failed":
         f = (
             FailedTask.objects.filter(task_id=task_id)

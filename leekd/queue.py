@@ -114,7 +114,7 @@ class TaskQueue:
             self._cond.notify_all()
 
     def state_of(self, task_id: int) -> str | None:
-        """"running" or "queued" if this process holds the task, else None."""
+        """ "running" or "queued" if this process holds the task, else None."""
         with self._cond:
             if task_id in self._running:
                 return "running"
@@ -139,7 +139,9 @@ class TaskQueue:
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._cond:
             s = self.stats
-            names = set(s.waiting) | set(s.running) | set(s.succeeded) | set(s.failed) | set(s.retried)
+            names = (
+                set(s.waiting) | set(s.running) | set(s.succeeded) | set(s.failed) | set(s.retried)
+            )
             return {
                 q: {
                     "waiting": s.waiting[q],

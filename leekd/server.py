@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
-
 from leek import __version__
 from leek.protocol import (
     CLOSED,
@@ -91,14 +90,19 @@ class LeekConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        assert self.transport is not None
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
         if len(self.app.connections) >= self.app.config.max_connections:
-            log.warning("refusing %s: %d connections open (max_connections)", self.peer, len(self.app.connections))
-            transport.abort()
+            log.warning(
+                "refusing %s: %d connections open (max_connections)",
+                self.peer,
+                len(self.app.connections),
+            )
+            self.transport.abort()
             return
         self.app.connections.add(self)
-        transport.write(self.conn.start())
+        self.transport.write(self.conn.start())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.connections.discard(self)
@@ -194,7 +198,10 @@ class LeekConnection(asyncio.Protocol):
         slot = _Slot()
         self.pending.append(slot)
         if self.app.draining:
-            slot.event = Error(ErrorCode.UNAVAILABLE, "leekd is stopping and takes no new tasks; push again once it is back")
+            slot.event = Error(
+                ErrorCode.UNAVAILABLE,
+                "leekd is stopping and takes no new tasks; push again once it is back",
+            )
             self.flush()
             return
         problem = self.app.version_problem(self.conn.peer_info, event.tasks)
@@ -202,6 +209,7 @@ class LeekConnection(asyncio.Protocol):
             slot.event = Error(ErrorCode.VERSION, problem)
             self.flush()
             return
+        assert self.app.store is not None
         self.app.store.submit_push(event.tasks, (self, slot))
 
     def _reply(self, data: Any) -> None:
@@ -238,7 +246,9 @@ class LeekConnection(asyncio.Protocol):
     def handle_status(self, args: dict[str, Any]) -> None:
         task_id = args.get("id")
         if not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 1:
-            self._answer(_Slot(Error(ErrorCode.REJECTED, "status needs a task id (a positive integer)")))
+            self._answer(
+                _Slot(Error(ErrorCode.REJECTED, "status needs a task id (a positive integer)"))
+            )
             return
         live = self.app.work.state_of(task_id)
 
@@ -291,4 +301,11 @@ def client_pickle_problem(peer: dict[str, Any], payloads: list[bytes]) -> str | 
     )
 
 
-__all__ = ["LeekConnection", "AuthLog", "resolve_pushes", "make_pool", "client_pickle_problem", "__version__"]
+__all__ = [
+    "LeekConnection",
+    "AuthLog",
+    "resolve_pushes",
+    "make_pool",
+    "client_pickle_problem",
+    "__version__",
+]

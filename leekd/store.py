@@ -15,15 +15,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-
 from leek.protocol import TaskRecord
 
 from .queue import Job, TaskQueue
@@ -50,7 +48,7 @@ class Outcome:
 class _PushOp:
     records: Sequence[TaskRecord]
     token: Any
-    retry_of: int | None = None
+    retry_of: Sequence[int | None] | None = None  # per record: the FailedTask it retries
 
 
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
@@ -76,7 +74,15 @@ class Store:
     def start(self) -> None:
         self._thread.start()
 
-    def submit_push(self, records: Sequence[TaskRecord], token: Any, retry_of: int | None = None) -> None:
+    def submit_push(
+        self,
+        records: Sequence[TaskRecord],
+        token: Any,
+        retry_of: Sequence[int | None] | None = None,
+    ) -> None:
+        """Queue records for the next commit; ``on_pushed`` later answers ``token`` with their ids."""
+        if retry_of is not None and len(retry_of) != len(records):
+            raise ValueError("retry_of needs one entry per record")
         self._ops.put(_PushOp(records, token, retry_of))
 
     def submit_outcome(self, outcome: Outcome) -> None:
@@ -137,7 +143,8 @@ class Store:
             return True
         now = timezone.now()
         try:
-            close_old_connections()
+            # The writer keeps its one connection (no close_old_connections here: with
+            # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
             with transaction.atomic():
                 ids = [self._insert_tasks(op.records, now, op.retry_of) for op in pushes]
                 self._write_outcomes(outcomes)
@@ -176,14 +183,24 @@ class Store:
         if pushes:
             err = DatabaseError(f"database unavailable: {self.last_error}")
             self.on_pushed([(op.token, err) for op in pushes])
-        time.sleep(0)  # let the refused pushes be answered before we retry
 
-    def _insert_tasks(self, records: Sequence[TaskRecord], now: datetime, retry_of: int | None) -> list[int]:
+    def _insert_tasks(
+        self, records: Sequence[TaskRecord], now: datetime, retry_of: Sequence[int | None] | None
+    ) -> list[int]:
         qn = connection.ops.quote_name
         when = connection.ops.adapt_datetimefield_value(now)
         cols = (
-            "queue", "name", "args_preview", "payload", "state", "enqueued_at",
-            "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
+            "queue",
+            "name",
+            "args_preview",
+            "payload",
+            "state",
+            "enqueued_at",
+            "attempts",
+            "max_retries",
+            "timeout",
+            "deaths",
+            "retry_of_id",
         )
         head = f"INSERT INTO {qn('leekd_queuedtask')} ({', '.join(qn(c) for c in cols)}) VALUES "
         row = "(" + ", ".join(["%s"] * len(cols)) + ")"
@@ -192,10 +209,19 @@ class Store:
             for start in range(0, len(records), INSERT_CHUNK):
                 chunk = records[start : start + INSERT_CHUNK]
                 params: list[Any] = []
-                for r in chunk:
+                for k, r in enumerate(chunk, start):
                     params += (
-                        r.queue, r.name, r.preview, r.payload, "queued", when,
-                        0, r.max_retries, r.timeout, 0, retry_of,
+                        r.queue,
+                        r.name,
+                        r.preview,
+                        r.payload,
+                        "queued",
+                        when,
+                        0,
+                        r.max_retries,
+                        r.timeout,
+                        0,
+                        retry_of[k] if retry_of else None,
                     )
                 cur.execute(head + ", ".join([row] * len(chunk)) + f" RETURNING {qn('id')}", params)
                 got = [row_[0] for row_ in cur.fetchall()]
@@ -216,18 +242,31 @@ class Store:
                 cur.executemany(
                     f"INSERT INTO {qn('leekd_successtask')} (task_id, finished_at, duration, attempts, "
                     "result) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result) for o in ok],
+                    [
+                        (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
+                        for o in ok
+                    ],
                 )
             if bad:
                 cur.executemany(
                     f"INSERT INTO {qn('leekd_failedtask')} (task_id, failed_at, attempts, exc_type, "
                     "message, traceback) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     [
-                        (o.job.id, adapt(o.finished_at), o.job.attempts, o.exc_type[:255], o.message, o.traceback)
+                        (
+                            o.job.id,
+                            adapt(o.finished_at),
+                            o.job.attempts,
+                            o.exc_type[:255],
+                            o.message,
+                            o.traceback,
+                        )
                         for o in bad
                     ],
                 )
             cur.executemany(
                 f"UPDATE {qn('leekd_queuedtask')} SET state = %s, attempts = %s, deaths = %s WHERE id = %s",
-                [("succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths, o.job.id) for o in outcomes],
+                [
+                    ("succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths, o.job.id)
+                    for o in outcomes
+                ],
             )

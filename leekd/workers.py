@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 import cloudpickle
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from .conf import Config
@@ -50,10 +50,13 @@ class Worker(threading.Thread):
         self.started_at = 0.0
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            job = self.work.get(timeout=0.25)
-            if job is not None:
-                self.run_one(job)
+        try:
+            while not self.stop_event.is_set():
+                job = self.work.get(timeout=0.25)
+                if job is not None:
+                    self.run_one(job)
+        finally:
+            connections.close_all()
 
     def run_one(self, job: Job) -> None:
         self.current, self.started_at = job, time.monotonic()
@@ -86,18 +89,30 @@ class Worker(threading.Thread):
         )
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
 
-    def _fail(self, job: Job, exc: BaseException, t0: float, prefix: str = "", retry: bool = True) -> None:
+    def _fail(
+        self, job: Job, exc: BaseException, t0: float, prefix: str = "", retry: bool = True
+    ) -> None:
         duration = time.perf_counter() - t0
         attempts = job.max_retries or self.config.max_retries
         if retry and job.attempts < attempts and self.stop_event.is_set():
-            log.info("task %d %s failed while stopping; it stays queued for the next start", job.id, job.name)
+            log.info(
+                "task %d %s failed while stopping; it stays queued for the next start",
+                job.id,
+                job.name,
+            )
             self.work.release(job)
             return
         if retry and job.attempts < attempts:
             delay = self.config.retry_delay * (2 ** (job.attempts - 1))
             log.warning(
                 "task %d %s failed (attempt %d of %d, %s: %s); retrying in %.2fs",
-                job.id, job.name, job.attempts, attempts, type(exc).__name__, _short(exc), delay,
+                job.id,
+                job.name,
+                job.attempts,
+                attempts,
+                type(exc).__name__,
+                _short(exc),
+                delay,
             )
             self.work.put_later(job, delay)
             return
@@ -105,7 +120,10 @@ class Worker(threading.Thread):
         self.work.done(job, ok=False)
         self.store.submit_outcome(
             Outcome(
-                job, False, timezone.now(), duration,
+                job,
+                False,
+                timezone.now(),
+                duration,
                 exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
                 message=(prefix + _short(exc, MAX_MESSAGE)),
                 traceback=tb,
@@ -113,7 +131,12 @@ class Worker(threading.Thread):
         )
         log.warning(
             "task %d %s failed after %d attempt(s) in %.1f ms: %s: %s",
-            job.id, job.name, job.attempts, duration * 1000, type(exc).__name__, _short(exc),
+            job.id,
+            job.name,
+            job.attempts,
+            duration * 1000,
+            type(exc).__name__,
+            _short(exc),
         )
 
 

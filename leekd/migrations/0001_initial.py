@@ -5,84 +5,135 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='FailedTask',
+            name="FailedTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('failed_at', models.DateTimeField()),
-                ('attempts', models.PositiveIntegerField(default=1)),
-                ('exc_type', models.CharField(max_length=255, verbose_name='exception')),
-                ('message', models.TextField(blank=True, default='')),
-                ('traceback', models.TextField(blank=True, default='')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("failed_at", models.DateTimeField()),
+                ("attempts", models.PositiveIntegerField(default=1)),
+                ("exc_type", models.CharField(max_length=255, verbose_name="exception")),
+                ("message", models.TextField(blank=True, default="")),
+                ("traceback", models.TextField(blank=True, default="")),
             ],
             options={
-                'verbose_name': 'failed task',
+                "verbose_name": "failed task",
             },
         ),
         migrations.CreateModel(
-            name='QueuedTask',
+            name="QueuedTask",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('queue', models.CharField(default='default', max_length=100)),
-                ('name', models.CharField(max_length=255, verbose_name='callable')),
-                ('args_preview', models.CharField(blank=True, default='', max_length=300)),
-                ('payload', models.BinaryField()),
-                ('state', models.CharField(choices=[('queued', 'queued'), ('succeeded', 'succeeded'), ('failed', 'failed')], default='queued', max_length=10)),
-                ('enqueued_at', models.DateTimeField()),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('max_retries', models.PositiveSmallIntegerField(default=0)),
-                ('timeout', models.FloatField(default=0.0)),
-                ('deaths', models.PositiveSmallIntegerField(default=0, help_text='times leekd died while running this task')),
-                ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='leekd.failedtask')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("queue", models.CharField(default="default", max_length=100)),
+                ("name", models.CharField(max_length=255, verbose_name="callable")),
+                ("args_preview", models.CharField(blank=True, default="", max_length=300)),
+                ("payload", models.BinaryField()),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("enqueued_at", models.DateTimeField()),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("max_retries", models.PositiveSmallIntegerField(default=0)),
+                ("timeout", models.FloatField(default=0.0)),
+                (
+                    "deaths",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="times leekd died while running this task"
+                    ),
+                ),
+                (
+                    "retry_of",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retries",
+                        to="leekd.failedtask",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'queued task',
+                "verbose_name": "queued task",
             },
         ),
         migrations.AddField(
-            model_name='failedtask',
-            name='task',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='failure', to='leekd.queuedtask'),
+            model_name="failedtask",
+            name="task",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="failure",
+                to="leekd.queuedtask",
+            ),
         ),
         migrations.CreateModel(
-            name='SuccessTask',
+            name="SuccessTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('finished_at', models.DateTimeField()),
-                ('duration', models.FloatField(help_text='seconds, last attempt')),
-                ('attempts', models.PositiveIntegerField(default=1)),
-                ('result', models.BinaryField(blank=True, help_text='pickled return value, if picklable', null=True)),
-                ('task', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='success', to='leekd.queuedtask')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("finished_at", models.DateTimeField()),
+                ("duration", models.FloatField(help_text="seconds, last attempt")),
+                ("attempts", models.PositiveIntegerField(default=1)),
+                (
+                    "result",
+                    models.BinaryField(
+                        blank=True, help_text="pickled return value, if picklable", null=True
+                    ),
+                ),
+                (
+                    "task",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="success",
+                        to="leekd.queuedtask",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'succeeded task',
+                "verbose_name": "succeeded task",
             },
         ),
         migrations.AddIndex(
-            model_name='queuedtask',
-            index=models.Index(condition=models.Q(('state', 'queued')), fields=['id'], name='leekd_qt_unfinished'),
+            model_name="queuedtask",
+            index=models.Index(
+                condition=models.Q(("state", "queued")), fields=["id"], name="leekd_qt_unfinished"
+            ),
         ),
         migrations.AddIndex(
-            model_name='queuedtask',
-            index=models.Index(fields=['name'], name='leekd_qt_name'),
+            model_name="queuedtask",
+            index=models.Index(fields=["name"], name="leekd_qt_name"),
         ),
         migrations.AddIndex(
-            model_name='queuedtask',
-            index=models.Index(fields=['enqueued_at'], name='leekd_qt_enqueued'),
+            model_name="queuedtask",
+            index=models.Index(fields=["enqueued_at"], name="leekd_qt_enqueued"),
         ),
         migrations.AddIndex(
-            model_name='failedtask',
-            index=models.Index(fields=['failed_at'], name='leekd_ft_failed'),
+            model_name="failedtask",
+            index=models.Index(fields=["failed_at"], name="leekd_ft_failed"),
         ),
         migrations.AddIndex(
-            model_name='successtask',
-            index=models.Index(fields=['finished_at'], name='leekd_st_finished'),
+            model_name="successtask",
+            index=models.Index(fields=["finished_at"], name="leekd_st_finished"),
         ),
     ]

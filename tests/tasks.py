@@ -1,0 +1,59 @@
+"""Task functions the tests push; importable by in-process and subprocess leekd alike."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+_calls: dict[str, int] = {}
+
+
+def add(a, b):
+    return a + b
+
+
+def noop():
+    return None
+
+
+def touch(directory, name, delay=0.0):
+    """Leave a trace that this task ran (one line per run, so repeats are visible)."""
+    if delay:
+        time.sleep(delay)
+    with open(Path(directory) / name, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return name
+
+
+def fail(message="boom"):
+    raise ValueError(message)
+
+
+def fail_until(directory, name, failures):
+    """Fail the first ``failures`` runs, then succeed; counts runs in a file."""
+    path = Path(directory) / name
+    with open(path, "a") as f:
+        f.write("x")
+    if path.stat().st_size <= failures:
+        raise RuntimeError(f"failing run {path.stat().st_size} of {failures}")
+    return "ok"
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def raise_system_exit():
+    raise SystemExit(3)
+
+
+def return_unpicklable():
+    return lambda: None
+
+
+def uses_orm():
+    from leekd.models import QueuedTask
+
+    return QueuedTask.objects.count()
