@@ -24,6 +24,7 @@ from leek.protocol import TaskRecord
 from .conf import Config
 from .notify import sd_notify
 from .queue import Job, TaskQueue
+from .running import RunningSlots, default_path
 from .server import (
     PYTHON,
     AuthLog,
@@ -33,6 +34,7 @@ from .server import (
     resolve_pushes,
 )
 from .store import Store
+from .watchdog import Watchdog
 from .workers import Worker
 
 log = logging.getLogger("leekd.server")
@@ -55,6 +57,10 @@ class Leekd:
         self.started = time.time()
         self.port: int | None = None
         self.recovered = 0
+        self.poisoned = 0
+        self.slots: RunningSlots | None = None
+        self.watchdog: Watchdog | None = None
+        self._next_slot = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
@@ -114,6 +120,11 @@ class Leekd:
     def _recover(self) -> int:
         from .models import QueuedTask
 
+        if self.slots is not None:
+            dead = self.slots.read_dead()
+            if dead:
+                self._count_deaths(dead)
+            self.slots.clear()
         n = 0
         rows = (
             QueuedTask.objects.unfinished()
@@ -133,6 +144,57 @@ class Leekd:
         self.recovered = n
         return n
 
+    def _count_deaths(self, ids: list[int]) -> None:
+        """Blame the tasks that were running when the last leekd died; fail repeat offenders."""
+        from django.db import transaction
+        from django.db.models import F
+        from django.utils import timezone
+
+        from .models import FailedTask, QueuedTask
+
+        limit = self.config.max_deaths
+        with transaction.atomic():
+            QueuedTask.objects.unfinished().filter(pk__in=ids).update(deaths=F("deaths") + 1)
+            rows = list(QueuedTask.objects.unfinished().filter(pk__in=ids))
+            for row in rows:
+                if row.deaths < limit:
+                    log.warning(
+                        "task %d %s was running when leekd died (%d of %d allowed); running it again",
+                        row.pk,
+                        row.name,
+                        row.deaths,
+                        limit,
+                    )
+                    continue
+                message = f"leekd died while running it {row.deaths} times"
+                FailedTask.objects.create(
+                    task=row,
+                    failed_at=timezone.now(),
+                    attempts=max(row.attempts, row.deaths),
+                    exc_type="leekd.WorkerDied",
+                    message=message,
+                    traceback="",
+                )
+                QueuedTask.objects.filter(pk=row.pk).update(state="failed")
+                self.poisoned += 1
+                log.error("task %d %s: %s; recorded as failed", row.pk, row.name, message)
+
+    def _new_worker(self) -> Worker:
+        assert self.store is not None
+        worker = Worker(self._next_slot, self.work, self.store, self.config, self.slots)
+        self._next_slot += 1
+        return worker
+
+    def _open_slots(self) -> RunningSlots:
+        from django.conf import settings
+        from django.db import connection
+
+        path = self.config.running_file or default_path(
+            str(connection.settings_dict.get("NAME") or ""),
+            embedded=getattr(settings, "LEEK_EMBEDDED", False),
+        )
+        return RunningSlots(path)
+
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -142,16 +204,17 @@ class Leekd:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
         self.store = Store(self.work, on_pushed)
+        self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
-        self.workers = [
-            Worker(i, self.work, self.store, self.config) for i in range(self.config.workers)
-        ]
+        self.workers = [self._new_worker() for _ in range(self.config.workers)]
         for w in self.workers:
             w.start()
+        self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
+        self.watchdog.start()
         server = await loop.create_server(
             lambda: LeekConnection(self), self.config.host, self.config.port, backlog=1024
         )
@@ -223,6 +286,8 @@ class Leekd:
             and not self.force
         ):
             await asyncio.sleep(0.02)
+        if self.watchdog is not None:
+            self.watchdog.stop_event.set()
         stragglers = [w.current for w in self.workers if w.is_alive() and w.current is not None]
         for job in stragglers:
             log.warning(
@@ -233,6 +298,9 @@ class Leekd:
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.slots is not None:
+            self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
+            self.slots.close()
         snap = self.work.snapshot()
         ok = sum(q["succeeded"] for q in snap.values())
         bad = sum(q["failed"] for q in snap.values())

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core import checks
 
 KNOWN = {
+    "kill_after",
+    "running_file",
     "host",
     "port",
     "secret",

@@ -79,6 +79,16 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         "--retry-delay", type=seconds, help="first retry backoff in seconds, doubling (default 1)"
     )
     g.add_argument(
+        "--timeout",
+        type=seconds,
+        help="default time limit per task attempt in seconds, 0 for none (default 0)",
+    )
+    g.add_argument(
+        "--max-deaths",
+        type=positive_int,
+        help="times leekd may die while running one task before it is failed (default 2)",
+    )
+    g.add_argument(
         "--secret",
         help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
     )
@@ -102,7 +112,18 @@ def configure_logging(level: str, stream: Any = None, filename: str | None = Non
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "workers", "db", "grace", "max_retries", "retry_delay", "secret")
+    names = (
+        "host",
+        "port",
+        "workers",
+        "db",
+        "grace",
+        "max_retries",
+        "retry_delay",
+        "secret",
+        "timeout",
+        "max_deaths",
+    )
     return {n: getattr(args, n, None) for n in names}
 
 

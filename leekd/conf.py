@@ -27,7 +27,9 @@ class Config:
     max_connections: int = 1024
     idle_timeout: float = 600.0  # an authenticated connection silent this long is closed
     handshake_timeout: float = 10.0
-    max_deaths: int = 2
+    max_deaths: int = 2  # times leekd may die running a task before it is failed
+    kill_after: float = 2.0  # seconds past a time limit before a stuck worker is retired
+    running_file: str | None = None  # crash ledger; default beside the SQLite file
     settings: str | None = None  # Django settings module; None = embedded SQLite
 
     def validate(self) -> Config:

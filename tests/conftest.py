@@ -40,7 +40,7 @@ def django_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_server(django_db: Path) -> Iterator:
+def make_server(django_db: Path, tmp_path: Path) -> Iterator:
     """Start in-process leekd servers on ephemeral ports; all are stopped at teardown."""
     from leekd.app import Leekd, ServerThread
     from leekd.conf import Config
@@ -49,6 +49,7 @@ def make_server(django_db: Path) -> Iterator:
 
     def make(**overrides):
         options = dict(host="127.0.0.1", port=0, workers=2, retry_delay=0.01, grace=5.0)
+        options["running_file"] = str(tmp_path / f"leekd-{len(started)}.running")
         options.update(overrides)
         thread = ServerThread(Leekd(Config(**options).validate(), SECRET.encode()))
         thread.start()

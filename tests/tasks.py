@@ -57,3 +57,24 @@ def uses_orm():
     from leekd.models import QueuedTask
 
     return QueuedTask.objects.count()
+
+
+def busy_loop(seconds):
+    """Pure Python for ``seconds``: a time limit can interrupt it."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def exit_process(code=1):
+    """Take the whole leekd process down, as a crash in a C extension would."""
+    os._exit(code)
+
+
+def print_megabytes(mb):
+    chunk = "x" * 1023 + "\n"
+    for _ in range(mb * 1024):
+        print(chunk, end="")
+    return mb
