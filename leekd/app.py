@@ -322,14 +322,17 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run(app: Leekd) -> None:
-    """Run in the foreground until SIGTERM/SIGINT (a second one forces the stop)."""
+def run(app: Leekd, ready: Callable[[Leekd], None] | None = None) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (a second one forces the stop).
+
+    ``ready`` is called once leekd listens (``leekd start`` uses it to tell its parent).
+    """
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         loop = runner.get_loop()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, _on_signal, app, sig)
-        runner.run(app.serve())
+        runner.run(app.serve(ready=ready))
 
 
 def _on_signal(app: Leekd, sig: int) -> None:

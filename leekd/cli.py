@@ -169,9 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "leekd") -> argparse.ArgumentParser:
+    from . import service
+
     parser = argparse.ArgumentParser(
-        prog="leekd",
+        prog=prog,
         description="leekd: the leek task queue server. Durable, authenticated, no broker needed.",
         epilog="Without --settings (or DJANGO_SETTINGS_MODULE) leekd keeps its records in an SQLite file.",
     )
@@ -179,11 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run in the foreground (for systemd, containers, development)")
     add_server_options(run)
     run.set_defaults(func=cmd_run)
+    service.add_commands(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "leekd") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
