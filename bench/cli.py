@@ -1,0 +1,238 @@
+"""``scripts/bench``: the same workload through leek and its peers, alternating, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs, report
+from bench.peers import NAMES, ROOT, get
+from bench.progress import note
+
+DEFAULT_PEERS = ",".join(NAMES)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def peer_list(text: str) -> list[str]:
+    if text.strip() in ("", "none"):
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(NAMES)} or none"
+        )
+    return list(dict.fromkeys(names))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description="Measure leek beside django-leek and Huey: the same no-op workload through "
+        "each, alternating runs, median of the rounds, ratios leek/peer.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--tasks", type=positive_int, default=5000, help="no-op tasks per phase")
+    p.add_argument("--rounds", type=positive_int, default=3, help="rounds per system (median)")
+    p.add_argument(
+        "--latency-pushes", type=positive_int, default=1000, help="pushes timed for p50/p99"
+    )
+    p.add_argument("--batch", type=positive_int, default=1000, help="tasks per push_many call")
+    p.add_argument(
+        "--peers",
+        type=peer_list,
+        default=peer_list(DEFAULT_PEERS),
+        help=f"comma-separated peers from {DEFAULT_PEERS}, or none",
+    )
+    p.add_argument("--scale", action="store_true", help="also run the scale section (leek)")
+    p.add_argument(
+        "--scale-tasks", type=positive_int, default=200_000, help="backlog size for --scale"
+    )
+    p.add_argument("--json", type=Path, metavar="PATH", help="write every figure to PATH")
+    p.add_argument(
+        "--timeout",
+        type=positive_int,
+        default=600,
+        help="seconds any one wait for outcomes may take before the run fails",
+    )
+    p.add_argument(
+        "--workdir", type=Path, default=ROOT / ".bench", help="peers' venv and run directories"
+    )
+    p.add_argument("--keep", action="store_true", help="keep databases and logs of the run")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick check that the benchmark works (CI): tiny sizes, one round, leek only, "
+        "no installs",
+    )
+    return p
+
+
+def apply_smoke(args: argparse.Namespace) -> None:
+    args.tasks, args.rounds, args.latency_pushes, args.batch = 300, 1, 100, 100
+    args.peers, args.scale, args.scale_tasks, args.timeout = [], True, 2000, 30
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*a: str) -> str:
+        try:
+            done = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--", "client", "leekd")),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    venv = None
+    versions: dict[str, str] = {}
+    if args.peers:
+        from bench.env import peers_venv
+        from bench.env import versions as peer_versions
+
+        venv = peers_venv(args.workdir)
+        versions = peer_versions(venv)
+    systems = [get("leek", None)] + [get(name, venv) for name in args.peers]
+    rundir = args.workdir / "run" / time.strftime("%Y%m%d-%H%M%S")
+    spec = {
+        "tasks": args.tasks,
+        "latency_pushes": args.latency_pushes,
+        "batch": args.batch,
+        "timeout": args.timeout,
+    }
+    rounds: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
+    ok = False
+    try:
+        for r in range(1, args.rounds + 1):
+            for s in systems:
+                note(f"round {r}/{args.rounds}: {s.name}")
+                figures = run_round_of(s, rundir / f"{s.name}-{r}", spec)
+                rounds[s.name].append(figures)
+                note(summary(figures))
+        results = {name: report.medians(rs) for name, rs in rounds.items()}
+        scale = None
+        if args.scale:
+            from bench.scale import run_scale
+
+            note(f"scale: {args.scale_tasks:,} tasks behind one busy worker")
+            scale = run_scale(rundir / "scale", args.scale_tasks, args.batch, args.timeout)
+        ok = True
+    finally:
+        procs.kill_all()
+        if ok and not args.keep:
+            shutil.rmtree(rundir, ignore_errors=True)
+        elif rundir.exists():
+            note(f"databases and logs kept in {rundir}")
+
+    title = f"figure (median of {args.rounds}, {args.tasks:,} tasks)"
+    print()
+    print(report.main_table(systems, results, title))
+    print()
+    for s in systems:
+        print(f"  {s.column}: {s.label}")
+    m = machine()
+    print(f"  machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, {m['platform']}")
+    errors = {name: sum(r.get("errors", 0) for r in rs) for name, rs in rounds.items()}
+    if any(errors.values()):
+        print(f"  refused pushes (not counted in the rates): {errors}")
+    if scale is not None:
+        print()
+        print(report.scale_table(scale))
+    if args.json:
+        data = {
+            "bench": 1,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": m,
+            "leek": git_commit(),
+            "peer_versions": versions,
+            "config": {k: v for k, v in spec.items()} | {"rounds": args.rounds},
+            "systems": {
+                s.name: {"label": s.label, "rounds": rounds[s.name], "median": results[s.name]}
+                for s in systems
+            },
+            "ratios": {
+                s.name: {
+                    f.key: report.ratio(results["leek"].get(f.key), results[s.name].get(f.key))
+                    for f in report.FIGURES
+                }
+                for s in systems
+                if s.name != "leek"
+            },
+            "scale": scale,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        note(f"figures written to {args.json}")
+    return 0
+
+
+def run_round_of(system: Any, workdir: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    from bench.rounds import run_round
+
+    return run_round(system, workdir, spec)
+
+
+def summary(f: dict[str, Any]) -> str:
+    parts = [f"enqueue {f['enqueue']:,.0f}/s", f"end-to-end {f['e2e']:,.0f}/s"]
+    if "enqueue_many" in f:
+        parts.append(f"push_many {f['enqueue_many']:,.0f}/s")
+    parts += [f"p50 {f['p50']:.3f} ms", f"p99 {f['p99']:.3f} ms", f"idle {f['idle_rss']:.1f} MiB"]
+    return "  " + ", ".join(parts)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds through the finally blocks that stop the servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.smoke:
+        apply_smoke(args)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(args)
+    except procs.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; servers stopped", file=sys.stderr)
+        return 130

@@ -1,0 +1,96 @@
+"""leek, measured from this checkout: ``leekd run`` from the project's venv, 4 workers."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+
+from . import Server, base_env
+
+SECRET = "bench-secret-0123456789abcdef0123"
+LEEKD_START = 60.0
+
+
+def leekd_cmd(port: int, db: Path, workers: int, log_level: str = "warning") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "leekd",
+        "run",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--workers",
+        str(workers),
+        "--log-level",
+        log_level,
+    ]
+
+
+def start_leekd(
+    workdir: Path, db: Path, workers: int, log_level: str = "warning", log: Path | None = None
+) -> tuple[Any, int, Path]:
+    """Start leekd and wait until it listens; returns (process, port, log)."""
+    port = procs.free_port()
+    log = log or workdir / "leekd.log"
+    proc = procs.spawn(
+        leekd_cmd(port, db, workers, log_level),
+        env=base_env(LEEK_SECRET=SECRET),
+        cwd=workdir,
+        log=log,
+    )
+    procs.wait_until(lambda: procs.listening(port), LEEKD_START, "leekd start", proc, log)
+    return proc, port, log
+
+
+class LeekSystem:
+    name = "leek"
+    column = "leek"
+    label = "leek (this checkout), leekd with 4 workers, embedded SQLite (WAL)"
+
+    def start(self, workdir: Path, workers: int = 4) -> Server:
+        db = workdir / "leek.sqlite3"
+        proc, port, log = start_leekd(workdir, db, workers)
+        return Server(
+            proc,
+            log,
+            sys.executable,
+            base_env(LEEK_SECRET=SECRET, LEEK_PORT=str(port)),
+            {"driver": __name__, "db": str(db)},
+        )
+
+
+class Driver:
+    """``leek.push_task_to_queue`` and ``leek.push_many``, as an application calls them."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import leek
+
+        from bench.tasks import noop
+
+        self.leek, self.noop = leek, noop
+        self.db = sqlite3.connect(spec["db"], timeout=10)
+        self.db.execute("PRAGMA query_only = 1")
+
+    def push(self) -> bool:
+        self.leek.push_task_to_queue(self.noop)
+        return True
+
+    def push_many(self, k: int) -> None:
+        self.leek.push_many([self.noop] * k)
+
+    def recorded(self) -> int:
+        (n,) = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM leekd_successtask)"
+            " + (SELECT COUNT(*) FROM leekd_failedtask)"
+        ).fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        self.db.close()
+        self.leek.get_client().close()

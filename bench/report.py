@@ -1,0 +1,122 @@
+"""Figures, medians, ratios and the text tables."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    name: str
+    unit: str
+    higher_is_better: bool
+    target: float | None = None  # the issue's target for leek
+
+    def fmt(self, value: float | None) -> str:
+        if value is None:
+            return "—"
+        if self.unit == "tasks/s":
+            return f"{value:,.0f}"
+        if self.unit == "ms":
+            return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+        if self.unit == "MiB":
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        op = "≥" if self.higher_is_better else "≤"
+        return f"{op} {self.fmt(self.target)}"
+
+    def meets(self, value: float | None) -> bool | None:
+        if self.target is None or value is None:
+            return None
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+FIGURES = [
+    Figure("enqueue", "enqueue, sequential push", "tasks/s", True, 10_000),
+    Figure("enqueue_many", "enqueue, push_many ×1000", "tasks/s", True, 50_000),
+    Figure("e2e", "end-to-end, sequential push", "tasks/s", True, 10_000),
+    Figure("e2e_many", "end-to-end, push_many", "tasks/s", True),
+    Figure("p50", "push latency p50", "ms", False, 0.1),
+    Figure("p99", "push latency p99", "ms", False, 1.0),
+    Figure("idle_rss", "idle RSS", "MiB", False, 45),
+    Figure("peak_rss", "peak RSS", "MiB", False),
+]
+
+SCALE_FIGURES = [
+    ("tasks", "backlog (tasks waiting behind one busy worker)", "{:,.0f}"),
+    ("push_rate", "push_many ×1000 into the backlog (tasks/s)", "{:,.0f}"),
+    ("rss_before", "leekd RSS before the backlog (MiB)", "{:.1f}"),
+    ("rss_after", "leekd RSS with the backlog (MiB)", "{:.1f}"),
+    ("bytes_per_task", "memory per waiting task (bytes)  target ≤ 1,536", "{:,.0f}"),
+    ("start_empty", "start to first ping, empty database (s)", "{:.2f}"),
+    ("recover_logged", "recovery as logged by leekd (s)", "{:.2f}"),
+    ("start_backlog", "start to ping with the backlog waiting (s)  target ≤ 5", "{:.2f}"),
+    ("rss_recovered", "leekd RSS after recovery (MiB)", "{:.1f}"),
+    ("bytes_per_recovered", "memory per recovered task (bytes)", "{:,.0f}"),
+]
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
+    return {f.key: median([r.get(f.key) for r in rounds]) for f in FIGURES}
+
+
+def ratio(leek: float | None, peer: float | None) -> float | None:
+    if leek is None or peer is None or peer == 0:
+        return None
+    return leek / peer
+
+
+def table(rows: list[list[str]], right_from: int = 1) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.ljust(w) if i < right_from else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main_table(systems: list[Any], results: dict[str, dict[str, float | None]], title: str) -> str:
+    """Rows are figures; columns: leek, its target, then each peer and leek/peer."""
+    leek = results["leek"]
+    peers = [s for s in systems if s.name != "leek"]
+    head = [title, "leek", "target", ""]
+    for p in peers:
+        head += [p.column, f"leek/{p.column}"]
+    rows = [head]
+    for f in FIGURES:
+        if all(results[s.name].get(f.key) is None for s in systems):
+            continue
+        ok = f.meets(leek.get(f.key))
+        row = [f"{f.name} ({f.unit})", f.fmt(leek.get(f.key)), f.target_text()]
+        row.append("" if ok is None else ("ok" if ok else "MISS"))
+        for p in peers:
+            value = results[p.name].get(f.key)
+            r = ratio(leek.get(f.key), value)
+            row += [f.fmt(value), "—" if r is None else f"{r:,.2f}×"]
+        rows.append(row)
+    return table(rows)
+
+
+def scale_table(figures: dict[str, Any]) -> str:
+    rows = [["scale (leek)", "value"]]
+    for key, name, fmt in SCALE_FIGURES:
+        value = figures.get(key)
+        rows.append([name, "—" if value is None else fmt.format(value)])
+    return table(rows)
