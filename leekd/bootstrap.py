@@ -107,5 +107,6 @@ def setup(settings_module: str | None, db_path: str | None) -> str:
     if module:
         configure_project(module)
         return "project"
-    configure_embedded(db_path or os.environ.get("LEEK_DB") or "leek.sqlite3")
+    sync = os.environ.get("LEEK_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+    configure_embedded(db_path or os.environ.get("LEEK_DB") or "leek.sqlite3", synchronous=sync)
     return "embedded"
