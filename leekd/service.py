@@ -613,6 +613,7 @@ def _start_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--wait",
+        metavar="S",
         type=seconds,
         default=DEFAULT_START_WAIT,
         help="seconds to wait until leekd answers ping (default %(default)g)",
@@ -623,45 +624,64 @@ def _timeout_option(p: argparse.ArgumentParser, flag: str = "--timeout") -> None
     p.add_argument(
         flag,
         dest="stop_timeout",
+        metavar="S",
         type=seconds,
         default=DEFAULT_STOP_TIMEOUT,
         help="seconds to wait for the process to exit; keep it above --grace (default %(default)g)",
     )
 
 
-EXIT_CODES = (
-    "exit status: 0 ok, 1 failed, 2 usage, 3 not running, 4 already running, "
-    "5 did not stop in time, 69 cannot listen / not answering, 78 configuration error"
-)
+EXIT_CODES = """\
+exit status:
+  0   done: started (answers ping), stopped, or running (status)
+  1   failed: see the message (and the log file for start)
+  2   usage error
+  3   not running (stop, status)
+  4   already running (start)
+  5   did not stop within --timeout (stop; run it again to stop now)
+  69  cannot listen (start), or running but not answering ping (status)
+  78  configuration error (settings, pidfile, log file)
+"""
+
+
+def _verb(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_commands(sub: Any) -> None:
     """The service verbs, next to ``run`` in ``leekd``'s parser."""
-    start = sub.add_parser(
+    start = _verb(
+        sub,
         "start",
-        help="start in the background (daemon, pidfile, log file)",
-        description="Start leekd as a daemon. Returns once it answers ping (exit 0), or with "
-        "the reason it could not start.",
-        epilog=EXIT_CODES,
+        "start in the background (daemon, pidfile, log file)",
+        "Start leekd as a daemon. Returns once it answers ping (exit 0), or with the\n"
+        "reason it could not start. Same options as `run`, plus the service ones.",
     )
     _start_options(start)
     start.set_defaults(func=cmd_start)
 
-    stop_p = sub.add_parser(
+    stop_p = _verb(
+        sub,
         "stop",
-        help="stop the daemon: running tasks finish, waiting ones stay queued",
-        description="Send SIGTERM and wait until leekd has exited. Running tasks get the grace "
-        "period to finish; tasks not started stay queued in the database for the next start.",
-        epilog=EXIT_CODES,
+        "stop the daemon: running tasks finish, waiting ones stay queued",
+        "Send SIGTERM and wait until leekd has exited. Running tasks get the grace period\n"
+        "to finish; tasks not started stay queued in the database for the next start.",
     )
     _pidfile_option(stop_p)
     _timeout_option(stop_p)
     stop_p.set_defaults(func=cmd_stop)
 
-    status = sub.add_parser(
+    status = _verb(
+        sub,
         "status",
-        help="show pid, address and ping of the daemon (exit 0 only when it answers)",
-        epilog=EXIT_CODES,
+        "show the daemon's pid, address and ping (exit 0 only when it answers)",
+        "Show the pid and address from the pidfile, and ping leekd there.",
     )
     _pidfile_option(status)
     status.add_argument(
@@ -669,10 +689,11 @@ def add_commands(sub: Any) -> None:
     )
     status.set_defaults(func=cmd_status)
 
-    restart = sub.add_parser(
+    restart = _verb(
+        sub,
         "restart",
-        help="stop (if running), then start with the given options",
-        epilog=EXIT_CODES,
+        "stop (if running), then start with the given options",
+        "Stop leekd if it runs (as `stop`), then start it (as `start`).",
     )
     _start_options(restart)
     _timeout_option(restart, "--stop-timeout")  # --timeout is the per-task time limit here

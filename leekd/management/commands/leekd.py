@@ -29,7 +29,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: str, **options: Any) -> None:
         from leek.errors import LeekConfigError
-
         from leekd import cli
 
         if args and args[0] in SERVING and "-h" not in args and "--help" not in args:
