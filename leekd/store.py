@@ -15,13 +15,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+
 from leek.protocol import TaskRecord
 
 from .queue import Job, TaskQueue
@@ -30,6 +32,10 @@ log = logging.getLogger("leekd.store")
 
 INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
+_TASK_COLUMNS = (
+    "queue", "name", "args_preview", "payload", "state", "enqueued_at",
+    "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -145,9 +151,9 @@ class Store:
         try:
             # The writer keeps its one connection (no close_old_connections here: with
             # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
-            with transaction.atomic():
-                ids = [self._insert_tasks(op.records, now, op.retry_of) for op in pushes]
-                self._write_outcomes(outcomes)
+            with self._transaction() as (cur, ph):
+                ids = [self._insert_tasks(cur, ph, op.records, now, op.retry_of) for op in pushes]
+                self._write_outcomes(cur, ph, outcomes)
         except DatabaseError as exc:
             self._failed(exc, pushes, outcomes)
             return False
@@ -167,6 +173,33 @@ class Store:
             self.on_pushed([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
         return True
 
+    @contextmanager
+    def _transaction(self) -> Iterator[tuple[Any, str]]:
+        """One transaction; yields a cursor and its placeholder.
+
+        On SQLite this talks to the driver directly (``BEGIN IMMEDIATE`` … ``COMMIT``):
+        Django's cursor wrapper and atomic() cost more than the commit itself on this path.
+        Other databases go through Django's transaction and cursor.
+        """
+        if connection.vendor != "sqlite":
+            with transaction.atomic(), connection.cursor() as cur:
+                yield cur, "%s"
+            return
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            raw = connection.connection
+            cur = raw.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur, "?"
+            except BaseException:
+                raw.rollback()
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
     def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
         self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
         log.error(
@@ -185,88 +218,67 @@ class Store:
             self.on_pushed([(op.token, err) for op in pushes])
 
     def _insert_tasks(
-        self, records: Sequence[TaskRecord], now: datetime, retry_of: Sequence[int | None] | None
+        self,
+        cur: Any,
+        ph: str,
+        records: Sequence[TaskRecord],
+        now: datetime,
+        retry_of: Sequence[int | None] | None,
     ) -> list[int]:
-        qn = connection.ops.quote_name
         when = connection.ops.adapt_datetimefield_value(now)
-        cols = (
-            "queue",
-            "name",
-            "args_preview",
-            "payload",
-            "state",
-            "enqueued_at",
-            "attempts",
-            "max_retries",
-            "timeout",
-            "deaths",
-            "retry_of_id",
-        )
-        head = f"INSERT INTO {qn('leekd_queuedtask')} ({', '.join(qn(c) for c in cols)}) VALUES "
-        row = "(" + ", ".join(["%s"] * len(cols)) + ")"
+        head = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
+        row = "(" + ", ".join([ph] * len(_TASK_COLUMNS)) + ")"
         ids: list[int] = []
-        with connection.cursor() as cur:
-            for start in range(0, len(records), INSERT_CHUNK):
-                chunk = records[start : start + INSERT_CHUNK]
-                params: list[Any] = []
-                for k, r in enumerate(chunk, start):
-                    params += (
-                        r.queue,
-                        r.name,
-                        r.preview,
-                        r.payload,
-                        "queued",
-                        when,
-                        0,
-                        r.max_retries,
-                        r.timeout,
-                        0,
-                        retry_of[k] if retry_of else None,
-                    )
-                cur.execute(head + ", ".join([row] * len(chunk)) + f" RETURNING {qn('id')}", params)
-                got = [row_[0] for row_ in cur.fetchall()]
-                if len(got) != len(chunk):
-                    raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
-                ids += got
+        for start in range(0, len(records), INSERT_CHUNK):
+            chunk = records[start : start + INSERT_CHUNK]
+            params: list[Any] = []
+            for k, r in enumerate(chunk, start):
+                params += (
+                    r.queue, r.name, r.preview, r.payload, "queued", when,
+                    0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
+                )  # fmt: skip
+            cur.execute(head + ", ".join([row] * len(chunk)) + " RETURNING id", params)
+            got = [row_[0] for row_ in cur.fetchall()]
+            if len(got) != len(chunk):
+                raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
+            ids += got
         return ids
 
-    def _write_outcomes(self, outcomes: list[Outcome]) -> None:
+    def _write_outcomes(self, cur: Any, ph: str, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
-        qn = connection.ops.quote_name
         adapt = connection.ops.adapt_datetimefield_value
         ok = [o for o in outcomes if o.ok]
         bad = [o for o in outcomes if not o.ok]
-        with connection.cursor() as cur:
-            if ok:
-                cur.executemany(
-                    f"INSERT INTO {qn('leekd_successtask')} (task_id, finished_at, duration, attempts, "
-                    "result) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [
-                        (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
-                        for o in ok
-                    ],
-                )
-            if bad:
-                cur.executemany(
-                    f"INSERT INTO {qn('leekd_failedtask')} (task_id, failed_at, attempts, exc_type, "
-                    "message, traceback) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [
-                        (
-                            o.job.id,
-                            adapt(o.finished_at),
-                            o.job.attempts,
-                            o.exc_type[:255],
-                            o.message,
-                            o.traceback,
-                        )
-                        for o in bad
-                    ],
-                )
+        if ok:
             cur.executemany(
-                f"UPDATE {qn('leekd_queuedtask')} SET state = %s, attempts = %s, deaths = %s WHERE id = %s",
+                "INSERT INTO leekd_successtask (task_id, finished_at, duration, attempts, result) "
+                f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT DO NOTHING",
                 [
-                    ("succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths, o.job.id)
-                    for o in outcomes
+                    (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
+                    for o in ok
                 ],
             )
+        if bad:
+            cur.executemany(
+                "INSERT INTO leekd_failedtask (task_id, failed_at, attempts, exc_type, message, "
+                f"traceback) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        o.job.id,
+                        adapt(o.finished_at),
+                        o.job.attempts,
+                        o.exc_type[:255],
+                        o.message,
+                        o.traceback,
+                    )
+                    for o in bad
+                ],
+            )
+        cur.executemany(
+            f"UPDATE leekd_queuedtask SET state = {ph}, attempts = {ph}, deaths = {ph} WHERE id = {ph}",
+            [
+                ("succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths, o.job.id)
+                for o in outcomes
+            ],
+        )
