@@ -232,12 +232,17 @@ class Leekd:
             f"READY=1\nSTATUS=listening on {self.config.host}:{self.port}\nMAINPID={os.getpid()}"
         )
         sweeper = asyncio.create_task(self._sweep())
+        from .maintenance import start_retention  # needs Django's app registry, ready by now
+
+        retention = start_retention(self)
         if ready is not None:
             ready(self)
         try:
             await self._stop.wait()
         finally:
             sweeper.cancel()
+            if retention is not None:
+                retention.cancel()
             await self._shutdown(server)
 
     async def _sweep(self) -> None:

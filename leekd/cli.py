@@ -51,6 +51,16 @@ def seconds(text: str) -> float:
     return value
 
 
+def duration(text: str) -> float:
+    """A span like 45s, 30m, 12h, 7d or 1w (a bare number counts seconds)."""
+    from .conf import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_server_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--host", help="address to listen on (env LEEK_HOST; default 127.0.0.1)")
@@ -89,6 +99,12 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         help="times leekd may die while running one task before it is failed (default 2)",
     )
     g.add_argument(
+        "--retention",
+        type=duration,
+        help="delete finished task records older than this, e.g. 30d, checked hourly "
+        "(default 0: keep forever)",
+    )
+    g.add_argument(
         "--secret",
         help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
     )
@@ -123,6 +139,7 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
         "secret",
         "timeout",
         "max_deaths",
+        "retention",
     )
     return {n: getattr(args, n, None) for n in names}
 

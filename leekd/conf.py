@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,6 +31,7 @@ class Config:
     max_deaths: int = 2  # times leekd may die running a task before it is failed
     kill_after: float = 2.0  # seconds past a time limit before a stuck worker is retired
     running_file: str | None = None  # crash ledger; default beside the SQLite file
+    retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
     settings: str | None = None  # Django settings module; None = embedded SQLite
 
     def validate(self) -> Config:
@@ -43,6 +45,8 @@ class Config:
             )
         if self.grace < 0 or self.retry_delay < 0 or self.timeout < 0:
             raise LeekConfigError("grace, retry_delay and timeout must not be negative")
+        if self.retention < 0:
+            raise LeekConfigError("retention must not be negative (0 keeps records forever)")
         if self.max_frame < 1024:
             raise LeekConfigError("max_frame below 1024 bytes cannot carry a task")
         return self
@@ -70,7 +74,50 @@ _ENV = {
 }
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in ``value``: a number, or text like "45s", "30m", "12h", "7d", "1w", "1d12h"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(
+                    f"{value!r} is not a duration; use e.g. 45s, 30m, 12h, 7d, 1w or 1d12h"
+                ) from None
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not 0 <= seconds < 1e10:
+        raise ValueError(f"{value!r} is not a non-negative duration")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of ``parse_duration``, to two units: "7d", "1d12h", "3m20s", "12s"."""
+    left = max(int(round(seconds)), 0)
+    parts: list[str] = []
+    for unit in "dhms":
+        size = _UNITS[unit]
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2 or not left and parts:
+            break
+    return "".join(parts)
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
+    if name == "retention":
+        try:
+            return parse_duration(value or 0)
+        except ValueError as exc:
+            raise LeekConfigError(f"{source}: {exc}") from None
     kind = {f.name: f.type for f in fields(Config)}[name]
     try:
         if kind == "int":

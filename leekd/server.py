@@ -263,6 +263,28 @@ class LeekConnection(asyncio.Protocol):
 
         self._in_pool(lambda: queries.task_status(task_id), wrap)
 
+    def handle_purge(self, args: dict[str, Any]) -> None:
+        from . import maintenance
+
+        self._maintenance(lambda: maintenance.purge_job(args))
+
+    def handle_retry_failed(self, args: dict[str, Any]) -> None:
+        from . import maintenance
+
+        if self.app.draining and not maintenance.is_dry_run(args):
+            self._answer(_Slot(Error(ErrorCode.UNAVAILABLE, "leekd is stopping; retry later")))
+            return
+        self._maintenance(lambda: maintenance.retry_job(args, self.app.store))
+
+    def _maintenance(self, check: Callable[[], Callable[[], Any]]) -> None:
+        """Check the arguments here, do the database work in the pool (maintenance.py)."""
+        try:
+            job = check()
+        except ValueError as exc:
+            self._answer(_Slot(Error(ErrorCode.REJECTED, str(exc))))
+            return
+        self._in_pool(job, Reply)
+
 
 def resolve_pushes(items: list[tuple[Any, list[int] | Exception]]) -> None:
     """Runs on the event loop: answer every push of one commit."""

@@ -1,0 +1,284 @@
+"""``leek-shell``: ask a running leekd how it is, look up one task, purge old records.
+
+A plain client over ``leek.Client``: it never loads Django models, so it runs wherever the
+secret is at hand (LEEK_SECRET, leekd's key file, or a Django project's settings through
+``--settings`` / DJANGO_SETTINGS_MODULE). Exit status: 0 done, 1 leekd unreachable or it
+refused, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import leek
+from leek.errors import (
+    LeekAuthError,
+    LeekConfigError,
+    LeekConnectionError,
+    LeekError,
+    LeekRejected,
+)
+
+from .cli import duration, port_number, positive_int, seconds
+from .conf import format_duration
+
+EX_OK = 0
+EX_FAILURE = 1  # unreachable, refused, or not configured
+EX_USAGE = 2
+
+
+def say(out: TextIO, text: str = "") -> None:
+    out.write(text + "\n")  # not print(): Django's OutputWrapper adds its own newline
+
+
+def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True) -> None:
+    g = p.add_argument_group("connection")
+    g.add_argument(
+        "--host", help="leekd's address (env LEEK_HOST, settings.LEEK; default 127.0.0.1)"
+    )
+    g.add_argument(
+        "--port", type=port_number, help="leekd's port (env LEEK_PORT, settings.LEEK; default 8002)"
+    )
+    g.add_argument(
+        "--timeout",
+        type=seconds,
+        default=30.0,
+        help="seconds to wait for each answer (default %(default)g)",
+    )
+    if settings:  # manage.py has its own --settings
+        g.add_argument(
+            "--settings",
+            help="Django settings module to take the secret and address from "
+            "(default: DJANGO_SETTINGS_MODULE if set)",
+        )
+
+
+def load_django_settings(module: str | None) -> None:
+    """Make ``settings.LEEK`` and ``SECRET_KEY`` visible to ``leek.Client`` (no app setup)."""
+    module = module or os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not module:
+        return
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    try:
+        from django.conf import settings
+
+        settings.SECRET_KEY  # noqa: B018  (loads the module)
+    except Exception as exc:
+        raise LeekConfigError(f"cannot load Django settings {module!r}: {exc}") from None
+
+
+def connect(args: argparse.Namespace) -> leek.Client:
+    load_django_settings(getattr(args, "settings", None))
+    return leek.Client(args.host, args.port, timeout=args.timeout)
+
+
+def describe(exc: LeekError) -> str:
+    """Says which: leekd could not be reached, or it answered and refused."""
+    if isinstance(exc, LeekConnectionError):
+        return f"unreachable: {exc}"
+    if isinstance(exc, LeekAuthError):
+        return f"refused (authentication): {exc}"
+    if isinstance(exc, LeekRejected):
+        return f"refused ({exc.code.replace('_', ' ')}): {exc}"
+    if isinstance(exc, LeekConfigError):
+        return f"not configured: {exc}"
+    return f"failed: {exc}"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_ping(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    info = client.ping()
+    if args.json:
+        say(out, json.dumps(info, indent=2))
+        return
+    line = (
+        f"{info['status']}: leekd {info.get('version', '?')} at {client.address} "
+        f"(pid {info.get('pid', '?')}), up {format_duration(info.get('uptime', 0))}, "
+        f"workers {info.get('busy', 0)}/{info.get('workers', 0)} busy, "
+        f"{info.get('waiting', 0)} waiting"
+    )
+    if info.get("database", "ok") != "ok":
+        line += f"; database: {info['database']}"
+    say(out, line)
+
+
+def cmd_waiting(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    say(out, str(client.waiting()))
+
+
+def cmd_handled(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    say(out, str(client.handled()))
+
+
+STAT_COLUMNS = ("waiting", "running", "succeeded", "failed", "retried")
+
+
+def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    stats = client.stats()
+    if args.json:
+        say(out, json.dumps(stats, indent=2))
+        return
+    workers = stats.get("workers", {})
+    store = stats.get("store", {})
+    say(
+        out,
+        f"leekd {stats.get('version', '?')} at {client.address}, up "
+        f"{format_duration(stats.get('uptime', 0))}; workers {workers.get('busy', 0)}/"
+        f"{workers.get('total', 0)} busy; {stats.get('connections', 0)} connection(s)",
+    )
+    say(
+        out,
+        f"{stats.get('waiting', 0)} waiting, {stats.get('handled', 0)} handled since start, "
+        f"{stats.get('recovered', 0)} recovered at start; database "
+        f"{'ok' if store.get('healthy', True) else 'FAILING'}, {store.get('commits', 0)} "
+        f"commits, {store.get('backlog', 0)} writes pending",
+    )
+    queues = stats.get("queues", {})
+    if not queues:
+        say(out, "no tasks seen since start")
+        return
+    rows: list[tuple[str, ...]] = [("queue", *STAT_COLUMNS)]
+    rows += [(q, *(str(c.get(k, 0)) for k in STAT_COLUMNS)) for q, c in sorted(queues.items())]
+    if len(queues) > 1:
+        rows.append(
+            ("(all)", *(str(sum(c.get(k, 0) for c in queues.values())) for k in STAT_COLUMNS))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    say(out)
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [
+            v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        say(out, "  ".join(cells).rstrip())
+
+
+def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    row = client.status(args.id)
+    if args.json:
+        say(out, json.dumps(row, indent=2))
+        return
+    say(out, f"task {row['id']}: {row['name']}({row.get('args_preview', '')})")
+    fields: list[tuple[str, Any]] = [
+        ("state", row.get("state")),
+        ("queue", row.get("queue")),
+        ("attempts", row.get("attempts")),
+        ("enqueued", row.get("enqueued_at")),
+        ("finished", row.get("finished_at")),
+    ]
+    if row.get("duration") is not None:
+        fields.append(("duration", f"{row['duration'] * 1000:.1f} ms"))
+    if row.get("retry_of_id"):
+        fields.append(("retry of", f"failure #{row['retry_of_id']}"))
+    if row.get("failure_id"):
+        fields.append(("failure", f"#{row['failure_id']} (leek-retry-failed --id {row['id']})"))
+    if row.get("error"):
+        fields.append(("error", row["error"]))
+    for label, value in fields:
+        if value is not None:
+            say(out, f"  {label:<9} {value}")
+    if row.get("traceback"):
+        say(out, "  traceback:")
+        for line in row["traceback"].rstrip().splitlines():
+            say(out, f"    {line}")
+
+
+def add_purge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--succeeded", action="store_true", help="purge tasks that succeeded")
+    p.add_argument("--failed", action="store_true", help="purge tasks that failed")
+    p.add_argument(
+        "--older-than",
+        type=duration,
+        required=True,
+        metavar="AGE",
+        help="only tasks that finished longer ago than this: 45s, 30m, 12h, 7d, 1w",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+
+
+def run_purge(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Ask leekd to purge, again and again while it says more is left; prints counts."""
+    if not (args.succeeded or args.failed):
+        raise LeekConfigError("say what to purge: --succeeded, --failed, or both")
+    states = [s for s in ("succeeded", "failed") if getattr(args, s)]
+    counts = dict.fromkeys(states, 0)
+    while True:
+        reply = client.request(
+            "purge", states=states, older_than=args.older_than, dry_run=args.dry_run
+        )
+        for s in states:
+            counts[s] += int(reply.get(s, 0))
+        if not reply.get("more"):
+            break
+    if getattr(args, "json", False):
+        say(out, json.dumps({**counts, "dry_run": args.dry_run, "older_than": args.older_than}))
+        return
+    age = format_duration(args.older_than)
+    what = " and ".join(f"{counts[s]} {s}" for s in states)
+    if not any(counts.values()):
+        say(out, f"nothing to purge: no {' or '.join(states)} tasks finished more than {age} ago")
+    elif args.dry_run:
+        say(out, f"would delete {what} task record(s) finished more than {age} ago")
+    else:
+        say(out, f"deleted {what} task record(s) finished more than {age} ago")
+
+
+def cmd_purge(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    run_purge(client, args, out)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leek-shell",
+        description="Ask a running leekd how it is, look up a task, purge old records.",
+        epilog="Exit status: 0 done, 1 leekd unreachable or it refused, 2 bad usage.",
+    )
+    add_connection_options(parser)
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help: str, parents: Sequence[Any] = ()) -> Any:
+        p = sub.add_parser(name, help=help, description=help, parents=list(parents))
+        p.set_defaults(func=func)
+        return p
+
+    command(
+        "ping", cmd_ping, "one line on leekd's health: status, version, uptime, workers", [as_json]
+    )
+    command("waiting", cmd_waiting, "the number of tasks queued and not yet started")
+    command("handled", cmd_handled, "the number of tasks finished since leekd started")
+    command("stats", cmd_stats, "counters per queue, workers and database", [as_json])
+    status = command("status", cmd_status, "one task's state, error and traceback", [as_json])
+    status.add_argument("id", type=positive_int, help="the task id")
+    purge = command(
+        "purge", cmd_purge, "delete records of tasks that finished long enough ago", [as_json]
+    )
+    add_purge_arguments(purge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with connect(args) as client:
+            args.func(client, args, sys.stdout)
+    except LeekError as exc:
+        print(f"leek-shell: {describe(exc)}", file=sys.stderr)
+        return EX_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
