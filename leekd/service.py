@@ -119,6 +119,8 @@ def probe(path: Path) -> PidInfo | None:
             running = False
             fcntl.flock(fd, fcntl.LOCK_UN)
         text = os.pread(fd, 4096, 0).decode(errors="replace")
+    except OSError as exc:  # a directory, say
+        raise LeekConfigError(f"cannot read the pidfile {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
     pid, address = _parse(path, text)
