@@ -167,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(report.main_table(systems, results, title))
     print()
+    if len(systems) > 1:
+        print(
+            "  leek/ = leek's figure divided by the peer's column to its left: above 1 is "
+            "better for rates, below 1 for latency and memory."
+        )
     for s in systems:
         print(f"  {s.column}: {s.label}")
     m = machine()

@@ -98,7 +98,7 @@ def main_table(systems: list[Any], results: dict[str, dict[str, float | None]], 
     peers = [s for s in systems if s.name != "leek"]
     head = [title, "leek", "target", ""]
     for p in peers:
-        head += [p.column, f"leek/{p.column}"]
+        head += [p.column, "leek/"]
     rows = [head]
     for f in FIGURES:
         if all(results[s.name].get(f.key) is None for s in systems):

@@ -74,9 +74,12 @@ def run_round(system: Any, workdir: Path, spec: dict[str, Any]) -> dict[str, Any
         figures = dict(result["figures"])
         figures["idle_rss"] = idle
         figures["peak_rss"] = procs.peak_mib(server.proc.pid)
+        figures["server_processes"] = len(procs.descendants(server.proc.pid))
         if server.proc.poll() is not None:
             raise procs.BenchError(f"{system.name} exited during the round{procs.tail(server.log)}")
         return figures
+    except procs.BenchError as exc:
+        raise procs.BenchError(f"{exc}{procs.tail(server.log)}") from None
     finally:
         if client is not None:
             procs.stop(client, timeout=5)

@@ -89,7 +89,11 @@ class DjangoLeekSystem:
 
 
 class Driver:
-    """``django_leek.api.push_task_to_queue``, as its README shows."""
+    """``@leek.task`` and ``.offload()``, as django-leek's README shows.
+
+    The decorator names the task's pool; 1.0.7's worker fails on tasks without one (its
+    logging filter joins the pool name), so plain ``push_task_to_queue(fn)`` cannot be used.
+    """
 
     def __init__(self, spec: dict[str, Any]) -> None:
         import os
@@ -97,16 +101,16 @@ class Driver:
         import django
 
         django.setup()
-        from django_leek.api import push_task_to_queue
+        from django_leek.api import Leek
 
         from bench.tasks import noop
 
-        self.push_task_to_queue, self.noop = push_task_to_queue, noop
+        self.noop = Leek().task(noop)
         self.db = sqlite3.connect(os.environ["BENCH_DB"], timeout=30)
 
     def push(self) -> bool:
         try:
-            answer = self.push_task_to_queue(self.noop)
+            answer = self.noop.offload()
         except Exception:  # "database is locked" and the like: counted, not fatal
             return False
         return answer.get("task") == "queued"

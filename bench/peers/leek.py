@@ -70,7 +70,6 @@ class Driver:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         import leek
-
         from bench.tasks import noop
 
         self.leek, self.noop = leek, noop

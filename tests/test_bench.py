@@ -1,0 +1,53 @@
+"""The benchmark still works: ``scripts/bench --smoke`` end to end (figures are not checked)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from .helpers import ROOT
+
+FIGURES = [
+    "enqueue, sequential push (tasks/s)",
+    "enqueue, push_many ×1000 (tasks/s)",
+    "end-to-end, sequential push (tasks/s)",
+    "end-to-end, push_many (tasks/s)",
+    "push latency p50 (ms)",
+    "push latency p99 (ms)",
+    "idle RSS (MiB)",
+    "peak RSS (MiB)",
+    "memory per waiting task (bytes)",
+    "start to ping with the backlog waiting (s)",
+]
+
+
+def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEEK_")}
+    env["BENCH_PYTHON"] = sys.executable  # the venv running these tests
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            str(ROOT / "scripts" / "bench"),
+            "--smoke",
+            "--peers",
+            "none",
+            "--workdir",
+            str(tmp_path),
+            "--json",
+            str(out_json),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in FIGURES:
+        line = next((ln for ln in done.stdout.splitlines() if name in ln), None)
+        assert line is not None, f"{name!r} missing from:\n{done.stdout}"
+        assert re.search(r"\d[\d,]*(\.\d+)?\s*($|\S)", line.split(name, 1)[1]), line
+    assert out_json.exists()
+    assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
