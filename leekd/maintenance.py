@@ -119,10 +119,12 @@ class RetryRequest:
     dry_run: bool = False
     limit: int = RETRY_LIMIT
     cursor: int = 0
+    until: int | None = None  # the last failure id of the run; later ones are not its business
 
     @classmethod
     def parse(cls, args: dict[str, Any]) -> RetryRequest:
-        known = {"ids", "task_ids", "name", "since", "all", "again", "dry_run", "limit", "cursor"}
+        known = {"ids", "task_ids", "name", "since", "all", "again", "dry_run"}
+        known |= {"limit", "cursor", "until"}
         _check_keys("retry_failed", args, known)
         name = args.get("name")
         if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 255):
@@ -139,6 +141,7 @@ class RetryRequest:
             dry_run=_flag(args, "dry_run"),
             limit=_int(args, "limit", RETRY_LIMIT, 1, MAX_RETRY_LIMIT),
             cursor=_int(args, "cursor", 0, 0, 2**63 - 1),
+            until=_int(args, "until", 0, 0, 2**63 - 1) if "until" in args else None,
         )
         filtered = (req.failure_ids, req.task_ids, req.name, req.since) != (None,) * 4
         if not filtered and not _flag(args, "all"):
@@ -298,7 +301,9 @@ def retry_failed(req: RetryRequest, store: Store | None) -> dict[str, Any]:
 
     Each new task is a copy of the failed one with ``retry_of`` pointing at the failure
     record, which stays. ``total`` and ``already_retried`` are counted on the first page
-    (cursor 0) only; the client pages on with ``cursor`` while ``more``.
+    (cursor 0) only; the client pages on with ``cursor`` and ``until`` while ``more``.
+    ``until`` fixes the run to the failures that existed when it began: a retried task that
+    fails again must not be picked up by a later page of the same run, and so on forever.
     """
     try:
         with _lock:
@@ -308,7 +313,10 @@ def retry_failed(req: RetryRequest, store: Store | None) -> dict[str, Any]:
 
 
 def _retry_failed(req: RetryRequest, store: Store | None) -> dict[str, Any]:
-    matching = _matching(req)
+    until = req.until
+    if until is None:
+        until = FailedTask.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    matching = _matching(req).filter(pk__lte=until)
     retried = Exists(QueuedTask.objects.filter(retry_of=OuterRef("pk")))
     todo = matching if req.again else matching.filter(~retried)
     fields = ["id", "failed_at", "exc_type", "message", "task__id", "task__name", "task__queue"]
@@ -365,6 +373,7 @@ def _retry_failed(req: RetryRequest, store: Store | None) -> dict[str, Any]:
     return {
         "tasks": items,
         "cursor": page[-1].pk if page else req.cursor,
+        "until": until,
         "more": more,
         "dry_run": req.dry_run,
         "total": total,
