@@ -1,0 +1,194 @@
+"""The admin through Django's test client, in a project with admin, auth and sessions.
+
+Not collected by the main suite (its name does not start with test_): tests/test_admin.py
+runs it in a process of its own, as Django is configured once per process. By hand:
+
+    LEEK_SECRET=x LEEK_TEST_DB=/tmp/p.sqlite3 DJANGO_SETTINGS_MODULE=tests.project_settings \
+        python -m pytest --noconftest tests/project_admin_cases.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("DJANGO_SETTINGS_MODULE") != "tests.project_settings":
+    pytest.skip("run through tests/test_admin.py", allow_module_level=True)
+
+import django
+
+django.setup()
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from leekd.models import FailedTask, QueuedTask  # noqa: E402
+
+from . import tasks  # noqa: E402
+from .helpers import SECRET, wait_for  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def leekd(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """leekd in this process, on the project's database, found by the admin via LEEK_PORT."""
+    from leekd.app import Leekd, ServerThread
+    from leekd.conf import Config
+
+    call_command("migrate", verbosity=0, interactive=False)
+    running = tmp_path_factory.mktemp("run") / "leekd.running"
+    config = Config(port=0, workers=2, retry_delay=0.01, grace=5.0, running_file=str(running))
+    thread = ServerThread(Leekd(config.validate(), os.environ["LEEK_SECRET"].encode()))
+    app = thread.start()
+    os.environ["LEEK_PORT"] = str(app.port)
+    yield app
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def client(leekd) -> Iterator:
+    import leek
+
+    with leek.Client(port=leekd.port, secret=SECRET) as c:
+        yield c
+
+
+@pytest.fixture
+def browser(leekd) -> Client:
+    user, _ = User.objects.get_or_create(
+        username="admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    web = Client()
+    web.force_login(user)
+    return web
+
+
+def failed(client, fn, *args) -> int:
+    task_id = client.push(fn, args, max_retries=1)
+    wait_for(lambda: client.status(task_id)["state"] == "failed")
+    return task_id
+
+
+def test_changelists_filter_and_search(client, browser):
+    ok = client.push(tasks.add, (20, 22), queue="numbers")
+    wait_for(lambda: client.status(ok)["state"] == "succeeded")
+    bad = failed(client, tasks.fail, "admin boom")
+
+    page = browser.get("/admin/leekd/queuedtask/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "tests.tasks.add" in text and "tests.tasks.fail" in text
+    assert "20, 22" in text  # the readable arguments preview
+    assert "payload" not in text.lower()
+
+    numbers = browser.get("/admin/leekd/queuedtask/", {"queue": "numbers"}).content.decode()
+    assert f"/admin/leekd/queuedtask/{ok}/change/" in numbers
+    assert f"/admin/leekd/queuedtask/{bad}/change/" not in numbers
+    failed_only = browser.get("/admin/leekd/queuedtask/", {"state": "failed"}).content.decode()
+    assert f"/admin/leekd/queuedtask/{bad}/change/" in failed_only
+    assert f"/admin/leekd/queuedtask/{ok}/change/" not in failed_only
+    found = browser.get("/admin/leekd/queuedtask/", {"q": "tasks.add"}).content.decode()
+    assert f"/admin/leekd/queuedtask/{ok}/change/" in found
+    assert f"/admin/leekd/queuedtask/{bad}/change/" not in found
+    listing = browser.get("/admin/leekd/failedtask/").content.decode()
+    past_week = re.search(r'href="(\?failed_at__gte=[^"]+)"[^>]*>Past 7 days', listing)
+    assert past_week is not None
+    dated = browser.get("/admin/leekd/failedtask/" + past_week.group(1).replace("&amp;", "&"))
+    assert (
+        dated.status_code == 200
+        and f"/admin/leekd/queuedtask/{bad}/change/" in dated.content.decode()
+    )
+
+    for model in ("successtask", "failedtask"):
+        assert browser.get(f"/admin/leekd/{model}/").status_code == 200
+    assert "tests.tasks.add" in browser.get("/admin/leekd/successtask/").content.decode()
+    assert browser.get("/admin/leekd/queuedtask/add/").status_code == 403
+
+
+def test_failure_page_shows_the_traceback_formatted(client, browser):
+    task_id = failed(client, tasks.fail, "<b>not bold</b>")
+    failure = FailedTask.objects.get(task_id=task_id)
+    text = browser.get(f"/admin/leekd/failedtask/{failure.pk}/change/").content.decode()
+    pre = re.search(r"<pre[^>]*>(.*?)</pre>", text, re.S)
+    assert pre is not None
+    assert "Traceback (most recent call last)" in pre.group(1)
+    assert "raise ValueError(message)" in pre.group(1)
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in text and "<b>not bold</b>" not in text
+    task_page = browser.get(f"/admin/leekd/queuedtask/{task_id}/change/").content.decode()
+    assert "<pre" in task_page and "builtins.ValueError" in task_page
+
+
+def test_retry_selected_requeues_through_leekd(client, browser, tmp_path: Path):
+    # Given a task that failed its only attempt (it would succeed on a second run),
+    task_id = failed(client, tasks.fail_until, str(tmp_path), "flaky", 1)
+    failure = FailedTask.objects.get(task_id=task_id)
+    # when an admin retries it from the failed tasks' list,
+    page = browser.post(
+        "/admin/leekd/failedtask/",
+        {"action": "retry_selected", "_selected_action": [failure.pk]},
+        follow=True,
+    )
+    # then leekd queues it again, linked to the failure, and it succeeds;
+    assert page.status_code == 200
+    retry = QueuedTask.objects.get(retry_of=failure)
+    assert re.search(
+        rf"Queued 1 failed task\(s\) again as <a [^>]*>#{retry.pk}</a>", page.content.decode()
+    )
+    wait_for(lambda: client.status(retry.pk)["state"] == "succeeded")
+    assert FailedTask.objects.filter(pk=failure.pk).exists()
+    assert (tmp_path / "flaky").read_text() == "xx"
+    # the list shows it as retried, and a second click skips it and says why.
+    assert "retried=yes" in browser.get("/admin/leekd/failedtask/").content.decode()
+    again = browser.get("/admin/leekd/failedtask/", {"retried": "yes"}).content.decode()
+    assert f"/admin/leekd/queuedtask/{task_id}/change/" in again
+    page = browser.post(
+        "/admin/leekd/failedtask/",
+        {"action": "retry_selected", "_selected_action": [failure.pk]},
+        follow=True,
+    )
+    assert "had been retried already and were skipped" in page.content.decode()
+    assert QueuedTask.objects.filter(retry_of=failure).count() == 1
+
+
+def test_retry_reports_an_unreachable_leekd(client, browser, monkeypatch):
+    import leek
+
+    task_id = failed(client, tasks.fail, "x")
+    failure = FailedTask.objects.get(task_id=task_id)
+    monkeypatch.setattr(leek.client, "_default", leek.Client(port=1, secret=SECRET))
+    page = browser.post(
+        "/admin/leekd/failedtask/",
+        {"action": "retry_selected", "_selected_action": [failure.pk]},
+        follow=True,
+    )
+    assert "Could not retry through leekd" in page.content.decode()
+    assert not QueuedTask.objects.filter(retry_of=failure).exists()
+
+
+def test_unfinished_tasks_are_not_deleted(client, browser, leekd):
+    # A row leekd has not finished (inserted here, so no worker holds it) and a finished one.
+    done = client.push(tasks.add, (1, 1))
+    wait_for(lambda: client.status(done)["state"] == "succeeded")
+    when = QueuedTask.objects.get(pk=done).enqueued_at
+    waiting = QueuedTask.objects.create(name="tests.tasks.noop", payload=b"", enqueued_at=when)
+    both = {"action": "delete_selected", "_selected_action": [done, waiting.pk]}
+    confirm = browser.post("/admin/leekd/queuedtask/", both)
+    assert "permission to delete" in confirm.content.decode()
+    assert browser.post("/admin/leekd/queuedtask/", {**both, "post": "yes"}).status_code == 403
+    assert browser.get(f"/admin/leekd/queuedtask/{waiting.pk}/delete/").status_code == 403
+    assert QueuedTask.objects.filter(pk__in=[done, waiting.pk]).count() == 2
+    # Finished ones can go (with their outcome).
+    one = {"action": "delete_selected", "_selected_action": [done], "post": "yes"}
+    assert browser.post("/admin/leekd/queuedtask/", one, follow=True).status_code == 200
+    assert not QueuedTask.objects.filter(pk=done).exists()
+    # Deleting a failure record deletes its task's record too.
+    bad = failed(client, tasks.fail, "gone")
+    failure = FailedTask.objects.get(task_id=bad)
+    gone = browser.post(f"/admin/leekd/failedtask/{failure.pk}/delete/", {"post": "yes"})
+    assert gone.status_code == 302
+    assert not QueuedTask.objects.filter(pk=bad).exists()
+    waiting.delete()
