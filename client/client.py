@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ from typing import Any
 import cloudpickle
 
 from . import __version__
-from .conf import resolve_address, resolve_secret
+from .conf import resolve_address, resolve_secret, resolve_transport
 from .errors import (
     LeekAuthError,
     LeekConnectionError,
@@ -47,6 +48,7 @@ from .protocol import (
     Welcome,
 )
 from .tasks import make_record
+from .transport import client_tls_context, open_socket
 
 _RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
@@ -74,7 +76,11 @@ def _raise_error(event: Error, where: str) -> None:
 
 
 class Client:
-    """A connection to leekd. Arguments override ``LEEK_*`` env vars and ``settings.LEEK``."""
+    """A connection to leekd. Arguments override ``LEEK_*`` env vars and ``settings.LEEK``.
+
+    ``unix`` connects to a Unix-domain socket instead of TCP; ``tls=True`` wraps TCP in TLS,
+    checking leekd's certificate against ``tls_ca`` (or the system's CAs) and the host name.
+    """
 
     def __init__(
         self,
@@ -85,8 +91,15 @@ class Client:
         connect_timeout: float = 2.0,
         timeout: float = 60.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        unix: str | None = None,
+        tls: bool | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.host, self.port = resolve_address(host, port)
+        self.transport = resolve_transport(
+            unix, tls, tls_ca, tcp_given=host is not None or port is not None
+        )
+        self._tls: ssl.SSLContext | None = None
         self._secret_arg = secret
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -99,7 +112,9 @@ class Client:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        if self.transport.unix:
+            return f"unix:{self.transport.unix}"
+        return f"{self.host}:{self.port}" + (" (TLS)" if self.transport.tls else "")
 
     # ---- public API
 
@@ -288,19 +303,23 @@ class Client:
 
     def _open(self) -> None:
         secret = resolve_secret(self._secret_arg)
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-        except OSError as exc:
-            raise LeekConnectionError(
-                f"leekd is not reachable at {self.address} ({exc.strerror or exc}); is it running? "
-                "Check with `leekd status` or `leek-shell ping`, and that LEEK_HOST/LEEK_PORT match."
-            ) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.transport.tls and self._tls is None:
+            self._tls = client_tls_context(self.transport.tls_ca)
+        sock = open_socket(
+            self.host,
+            self.port,
+            unix=self.transport.unix,
+            tls=self._tls,
+            connect_timeout=self.connect_timeout,
+            where=self.address,
+        )
         sock.settimeout(self.timeout)
         self._sock, self._conn = sock, Connection(Role.CLIENT, secret.key, self.max_frame)
         self._pid = os.getpid()
         try:
             hello = self._read_event()
+            if isinstance(hello, Error):
+                _raise_error(hello, self.address)  # refused before the greeting
             if not isinstance(hello, ServerHello):
                 raise LeekProtocolError("leekd did not greet us")
             sock.sendall(self._conn.hello(client_info()))

@@ -160,3 +160,50 @@ def resolve_address(host: str | None = None, port: int | str | None = None) -> t
     if leek.get("port") is not None:
         return host, _port(leek["port"], "settings.LEEK['port']")
     return host, DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How to reach leekd: a Unix socket path, or TCP with or without TLS."""
+
+    unix: str | None = None
+    tls: bool = False
+    tls_ca: str | None = None
+
+
+def _flag(value: Any, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise LeekConfigError(f"{source}: expected true or false, not {value!r}")
+
+
+def resolve_transport(
+    unix: str | None = None,
+    tls: bool | None = None,
+    tls_ca: str | None = None,
+    *,
+    tcp_given: bool = False,
+) -> Transport:
+    """Unix socket or TLS settings by precedence; ``tcp_given``: host/port were arguments."""
+    leek = django_leek_settings() or {}
+    if unix is None and not tcp_given:
+        unix = os.environ.get("LEEK_UNIX") or leek.get("unix") or None
+    if tls_ca is None:
+        tls_ca = os.environ.get("LEEK_TLS_CA") or leek.get("tls_ca") or None
+    if tls is None:
+        if os.environ.get("LEEK_TLS"):
+            tls = _flag(os.environ["LEEK_TLS"], "LEEK_TLS")
+        elif "tls" in leek:
+            tls = _flag(leek["tls"], "settings.LEEK['tls']")
+        else:
+            tls = tls_ca is not None and not unix  # a CA file only makes sense with TLS
+    if unix and tls:
+        raise LeekConfigError(
+            "TLS is for TCP; a Unix socket never leaves this host. Drop tls or unix."
+        )
+    return Transport(unix=unix, tls=tls, tls_ca=tls_ca)

@@ -4,17 +4,20 @@ Theory of operation
 -------------------
 Every frame is ``length:u32 | type:u8 | payload | tag:32``, where ``length`` counts
 ``type + payload + tag``. A length above ``max_frame`` is refused as soon as its four
-bytes arrive, so the receive buffer never holds more than one maximal frame.
+bytes arrive, so the receive buffer never holds more than one maximal frame; until the
+handshake is done the limit is ``MAX_HANDSHAKE_FRAME``, so a peer that has not proven it
+holds the secret cannot make us buffer more than that.
 
 The tag is HMAC-SHA256. The server speaks first with a ``ServerHello`` carrying a
 random nonce, tagged with the shared secret itself, so a client holding the wrong
 secret notices before it sends anything. The client answers with a ``ClientHello``
-carrying its own nonce. From then on both sides tag every frame with a per-connection
-key derived from the secret and both nonces, over ``direction | sequence | type |
-payload``; each direction counts its own frames from 0. A frame captured on one
-connection therefore fails on any other (different nonces) and cannot be replayed,
-dropped or reordered within its own (different sequence number). Nothing in a frame
-is interpreted until its tag has been checked.
+carrying its own nonce, tagged with a key bound to the server's nonce (so a hello
+captured on one connection opens no other). From then on both sides tag every frame
+with a per-connection key derived from the secret and both nonces, over ``direction |
+sequence | type | payload``; each direction counts its own frames from 0. A frame
+captured on one connection therefore fails on any other (different nonces) and cannot be
+replayed, dropped or reordered within its own (different sequence number). Nothing in a
+frame is interpreted until its tag has been checked.
 
 After the handshake the client sends requests and the server answers each of them,
 in order; the client may pipeline several requests before reading answers.
@@ -40,6 +43,7 @@ MAGIC = b"LEEK"
 NONCE_SIZE = 16
 TAG_SIZE = 32
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+MAX_HANDSHAKE_FRAME = 64 * 1024  # hellos, welcomes and errors are a few hundred bytes
 MAX_TASKS_PER_PUSH = 10_000
 
 _LENGTH = struct.Struct("!I")
@@ -351,12 +355,13 @@ class Connection:
         if self.role is not Role.CLIENT or not self._server_nonce or self._key is not None:
             raise LocalProtocolError("hello() answers the server's hello, once")
         nonce = os.urandom(NONCE_SIZE)
-        data = self._frame(ClientHello(nonce, info), self._secret)
+        data = self._frame(ClientHello(nonce, info), self._hello_key())
         self._key = self._derive(nonce)
         return data
 
     def send(self, event: Event) -> bytes:
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED and not isinstance(event, Error):
+            # An error may still go out: it tells the peer why we are hanging up.
             raise LocalProtocolError("connection is closed")
         if isinstance(event, ServerHello | ClientHello):
             raise LocalProtocolError("use start() / hello() for the handshake")
@@ -380,6 +385,9 @@ class Connection:
         tag = _tag(key, self._send_dir, self._send_seq, ftype, payload)
         self._send_seq += 1
         return _LENGTH.pack(length) + bytes([ftype]) + payload + tag
+
+    def _hello_key(self) -> bytes:
+        return hmac.digest(self._secret, b"leek-hello" + self._server_nonce, hashlib.sha256)
 
     def _derive(self, client_nonce: bytes) -> bytes:
         return hmac.digest(
@@ -407,11 +415,13 @@ class Connection:
         if avail < 4:
             return self._need_data(avail)
         (length,) = _LENGTH.unpack_from(self._buf, self._pos)
-        if length > self.max_frame:
+        limit = self.max_frame
+        if self.state is not State.READY:
+            limit = min(limit, MAX_HANDSHAKE_FRAME)
+        if length > limit:
             self.state = State.CLOSED
             raise ProtocolError(
-                f"frame of {length} bytes exceeds the {self.max_frame}-byte limit",
-                ErrorCode.TOO_LARGE,
+                f"frame of {length} bytes exceeds the {limit}-byte limit", ErrorCode.TOO_LARGE
             )
         if length < 1 + TAG_SIZE:
             self.state = State.CLOSED
@@ -467,7 +477,7 @@ class Connection:
         if self.role is Role.SERVER:
             if ftype != FrameType.CLIENT_HELLO:
                 raise ProtocolError("expected the client's hello")
-            self._verify(self._secret, ftype, payload, tag)
+            self._verify(self._hello_key(), ftype, payload, tag)
             if len(payload) < NONCE_SIZE:
                 raise ProtocolError("client hello: truncated")
             info = _load_json(payload[NONCE_SIZE:], "client hello")
@@ -478,6 +488,12 @@ class Connection:
             return ClientHello(payload[:NONCE_SIZE], info)
         # client, during the handshake
         if self._key is None:
+            if ftype == FrameType.ERROR and not self._server_nonce:
+                # Refused before being greeted (say, too many connections): tagged with the
+                # secret, so a third party cannot make us give up.
+                self._verify(self._secret, ftype, payload, tag)
+                self.state = State.CLOSED
+                return _decode_payload(ftype, payload)
             if ftype != FrameType.SERVER_HELLO:
                 raise ProtocolError("expected the server's hello")
             self._verify(self._secret, ftype, payload, tag)

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
+
 from leek import __version__
-from leek.protocol import TaskRecord
+from leek.protocol import State, TaskRecord
 
 from .conf import Config
+from .listen import Listener
 from .notify import sd_notify
 from .queue import Job, TaskQueue
 from .running import RunningSlots, default_path
@@ -29,6 +31,7 @@ from .server import (
     PYTHON,
     AuthLog,
     LeekConnection,
+    RefusalLog,
     client_pickle_problem,
     make_pool,
     resolve_pushes,
@@ -51,6 +54,8 @@ class Leekd:
         self.workers: list[Worker] = []
         self.connections: set[LeekConnection] = set()
         self.auth_log = AuthLog()
+        self.refusal_log = RefusalLog()
+        self.listener: Listener | None = None
         self.pool = make_pool()
         self.draining = False
         self.force = False
@@ -199,6 +204,7 @@ class Leekd:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop = asyncio.Event()
+        self.listener = Listener(self.config)  # bad TLS files or a taken socket fail here
 
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
@@ -215,22 +221,17 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
-        server = await loop.create_server(
-            lambda: LeekConnection(self), self.config.host, self.config.port, backlog=1024
-        )
-        self.port = server.sockets[0].getsockname()[1]
+        server = await self.listener.start(lambda: LeekConnection(self))
+        self.port = self.listener.port
         log.info(
-            "leekd %s listening on %s:%d (pid %d, %d workers, Python %s)",
+            "leekd %s listening on %s (pid %d, %d workers, Python %s)",
             __version__,
-            self.config.host,
-            self.port,
+            self.listener.where,
             os.getpid(),
             self.config.workers,
             PYTHON,
         )
-        sd_notify(
-            f"READY=1\nSTATUS=listening on {self.config.host}:{self.port}\nMAINPID={os.getpid()}"
-        )
+        sd_notify(f"READY=1\nSTATUS=listening on {self.listener.where}\nMAINPID={os.getpid()}")
         sweeper = asyncio.create_task(self._sweep())
         from .maintenance import start_retention  # needs Django's app registry, ready by now
 
@@ -246,16 +247,31 @@ class Leekd:
             await self._shutdown(server)
 
     async def _sweep(self) -> None:
-        """Close connections that never finished the handshake, or went silent."""
+        """Close connections that never finished the handshake, or went silent.
+
+        The handshake is timed from the connect, so trickling bytes cannot stretch it; an
+        authenticated connection from its last complete frame, so can a half-sent frame not.
+        A connection still there one round after its close (a peer that reads nothing, so
+        the answers cannot be flushed) is aborted.
+        """
+        cfg = self.config
+        interval = min(1.0, cfg.handshake_timeout / 4, cfg.idle_timeout / 4)
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(interval)
             now = time.monotonic()
             for c in list(self.connections):
-                limit = (
-                    self.config.idle_timeout if c.conn.peer_info else self.config.handshake_timeout
-                )
-                if now - c.last_active > limit and not c.pending and c.transport:
-                    log.info("closing %s: silent for %.0fs", c.peer, now - c.last_active)
+                if c.transport is None or c.pending:
+                    continue
+                if c.conn.state is State.READY:
+                    silent, limit = now - c.last_active, cfg.idle_timeout
+                else:
+                    silent, limit = now - c.opened, cfg.handshake_timeout
+                if silent <= limit:
+                    continue
+                if c.transport.is_closing():
+                    c.transport.abort()
+                else:
+                    log.info("closing %s: silent for %.1fs", c.peer, silent)
                     c.transport.close()
 
     def request_stop(self, force: bool = False) -> None:
@@ -271,6 +287,8 @@ class Leekd:
         sd_notify("STOPPING=1")
         log.info("stopping: no longer accepting connections")
         server.close()
+        if self.listener is not None:
+            self.listener.close()  # and remove our Unix socket file
         self.draining = True
         deadline = time.monotonic() + 5.0
         while any(c.pending for c in self.connections) and time.monotonic() < deadline:

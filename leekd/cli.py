@@ -108,12 +108,67 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         "--secret",
         help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
     )
+    add_listen_options(p)
     g.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="log level (default info: one line per task start and end)",
     )
+
+
+LISTEN_FLAGS = (
+    "unix",
+    "tls_cert",
+    "tls_key",
+    "max_connections",
+    "idle_timeout",
+    "handshake_timeout",
+)
+
+
+def add_listen_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("transport and limits")
+    g.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="listen on this Unix-domain socket (mode 0600) instead of TCP (env LEEK_UNIX)",
+    )
+    g.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate chain: serve TLS 1.2+ (env LEEK_TLS_CERT)",
+    )
+    g.add_argument(
+        "--tls-key", metavar="FILE", help="PEM private key of --tls-cert (env LEEK_TLS_KEY)"
+    )
+    g.add_argument(
+        "--max-connections",
+        type=positive_int,
+        help="connections served at once; more are refused with a clear error (default 1024)",
+    )
+    g.add_argument(
+        "--idle-timeout",
+        type=positive_seconds,
+        help="close an authenticated connection silent, or stuck inside a frame, this long "
+        "(default 600)",
+    )
+    g.add_argument(
+        "--handshake-timeout",
+        type=positive_seconds,
+        help="close a connection not authenticated this long after it opened (default 10)",
+    )
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
+    return value
+
+
+def listen_flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {n: getattr(args, n, None) for n in LISTEN_FLAGS}
 
 
 def configure_logging(level: str, stream: Any = None, filename: str | None = None) -> None:
@@ -152,13 +207,19 @@ def prepare(args: argparse.Namespace) -> Any:
     from . import conf
     from .app import Leekd
 
-    config = conf.resolve(flags_of(args))
+    config = conf.resolve({**flags_of(args), **listen_flags_of(args)})
     secret = resolve_secret(config.secret, create=True)
-    if not config.loopback and not secret.explicit:
+    if not config.unix and not config.loopback and not secret.explicit:
         raise LeekConfigError(
             f"refusing to listen on {config.host} without an explicit secret: anyone who can reach "
             f"the port could run code here. Set LEEK_SECRET (or settings.LEEK['secret']) to a long "
             f"random string on leekd and its clients, or listen on 127.0.0.1."
+        )
+    if not config.unix and not config.loopback and not config.tls_cert:
+        log.warning(
+            "listening on %s without TLS: frames are authenticated but not encrypted, so task "
+            "arguments cross the network in clear; add --tls-cert/--tls-key",
+            config.host,
         )
     log.info("database: %s; secret from %s", _db_description(mode), secret.source)
     return Leekd(config, secret.key)
@@ -179,9 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         run(app)
     except OSError as exc:
-        log.error(
-            "cannot listen on %s:%s: %s", app.config.host, app.config.port, exc.strerror or exc
-        )
+        where = app.config.unix or f"{app.config.host}:{app.config.port}"
+        log.error("cannot listen on %s: %s", where, exc.strerror or exc)
         return EX_UNAVAILABLE
     return EX_OK
 

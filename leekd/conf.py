@@ -27,7 +27,10 @@ class Config:
     max_frame: int = DEFAULT_MAX_FRAME
     max_connections: int = 1024
     idle_timeout: float = 600.0  # an authenticated connection silent this long is closed
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = 10.0  # from connect to a verified hello (TLS included)
+    unix: str | None = None  # listen on this Unix-domain socket instead of TCP
+    tls_cert: str | None = None  # PEM certificate chain: serve TCP inside TLS
+    tls_key: str | None = None
     max_deaths: int = 2  # times leekd may die running a task before it is failed
     kill_after: float = 2.0  # seconds past a time limit before a stuck worker is retired
     running_file: str | None = None  # crash ledger; default beside the SQLite file
@@ -49,6 +52,16 @@ class Config:
             raise LeekConfigError("retention must not be negative (0 keeps records forever)")
         if self.max_frame < 1024:
             raise LeekConfigError("max_frame below 1024 bytes cannot carry a task")
+        if self.max_connections < 1:
+            raise LeekConfigError(f"max_connections must be at least 1, not {self.max_connections}")
+        if not (self.idle_timeout > 0 and self.handshake_timeout > 0):
+            raise LeekConfigError("idle_timeout and handshake_timeout must be positive")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise LeekConfigError("TLS needs a certificate (--tls-cert) and its key (--tls-key)")
+        if self.unix and self.tls_cert:
+            raise LeekConfigError("TLS is for TCP; a Unix socket never leaves this host")
+        if self.unix and len(os.fsencode(self.unix)) > 107:
+            raise LeekConfigError(f"Unix socket path too long (107 bytes at most): {self.unix}")
         return self
 
     @property
@@ -71,6 +84,9 @@ _ENV = {
     "secret": "LEEK_SECRET",
     "db": "LEEK_DB",
     "workers": "LEEK_WORKERS",
+    "unix": "LEEK_UNIX",
+    "tls_cert": "LEEK_TLS_CERT",
+    "tls_key": "LEEK_TLS_KEY",
 }
 
 

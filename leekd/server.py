@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
+
 from leek import __version__
 from leek.protocol import (
     CLOSED,
@@ -56,6 +57,9 @@ class _Slot:
 class AuthLog:
     """Logs failed authentications with the peer, at most ``burst`` lines per minute."""
 
+    line = "authentication failed from %s: %s"
+    summary = "%d more failed authentications in the last minute"
+
     def __init__(self, burst: int = 10) -> None:
         self.burst = burst
         self.window = 0.0
@@ -66,13 +70,20 @@ class AuthLog:
         now = time.monotonic()
         if now - self.window > 60:
             if self.suppressed:
-                log.warning("%d more failed authentications in the last minute", self.suppressed)
+                log.warning(self.summary, self.suppressed)
             self.window, self.count, self.suppressed = now, 0, 0
         self.count += 1
         if self.count <= self.burst:
-            log.warning("authentication failed from %s: %s", peer, why)
+            log.warning(self.line, peer, why)
         else:
             self.suppressed += 1
+
+
+class RefusalLog(AuthLog):
+    """Logs connections refused over ``max_connections``, as rate-limited as ``AuthLog``."""
+
+    line = "refusing %s: %s"
+    summary = "%d more connections refused in the last minute"
 
 
 class LeekConnection(asyncio.Protocol):
@@ -83,7 +94,8 @@ class LeekConnection(asyncio.Protocol):
         self.peer = "?"
         self.pending: deque[_Slot] = deque()
         self.paused = False
-        self.last_active = time.monotonic()
+        self.write_paused = False
+        self.opened = self.last_active = time.monotonic()
         self.closing = False
 
     # ---- asyncio callbacks
@@ -93,13 +105,14 @@ class LeekConnection(asyncio.Protocol):
         assert self.transport is not None
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
-        if len(self.app.connections) >= self.app.config.max_connections:
-            log.warning(
-                "refusing %s: %d connections open (max_connections)",
-                self.peer,
-                len(self.app.connections),
-            )
-            self.transport.abort()
+        limit = self.app.config.max_connections
+        if len(self.app.connections) >= limit:
+            why = f"leekd has {limit} connections open, its limit (--max-connections); try later"
+            self.app.refusal_log.failed(self.peer, why)
+            # Tagged with the secret: a real client reads why, and closes.
+            self.transport.write(self.conn.send(Error(ErrorCode.UNAVAILABLE, why)))
+            self.transport.close()
+            self.closing = True
             return
         self.app.connections.add(self)
         self.transport.write(self.conn.start())
@@ -109,7 +122,6 @@ class LeekConnection(asyncio.Protocol):
         self.closing = True
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
         try:
             self.conn.receive_data(data)
             self._process()
@@ -131,6 +143,7 @@ class LeekConnection(asyncio.Protocol):
             event = self.conn.next_event()
             if event is NEED_DATA or event is CLOSED:
                 return
+            self.last_active = time.monotonic()  # whole frames only: trickled bytes do not count
             if isinstance(event, ClientHello):
                 self.handle_hello(event)
             elif isinstance(event, Push):
@@ -174,9 +187,22 @@ class LeekConnection(asyncio.Protocol):
         while self.pending and self.pending[0].event is not None:
             out.append(self.conn.send(self.pending.popleft().event))
         if out:
+            self.last_active = time.monotonic()
             self.transport.write(b"".join(out))
         if self.paused and len(self.pending) < MAX_PIPELINE // 4:
             self.paused = False
+            if not self.write_paused:
+                self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        """The peer does not read its answers: read no more requests until it does."""
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.paused and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def close_idle(self) -> bool:
@@ -326,6 +352,7 @@ def client_pickle_problem(peer: dict[str, Any], payloads: list[bytes]) -> str | 
 __all__ = [
     "LeekConnection",
     "AuthLog",
+    "RefusalLog",
     "resolve_pushes",
     "make_pool",
     "client_pickle_problem",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ log = logging.getLogger("leekd.store")
 
 INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
+OUTCOME_DELAY = 0.005  # seconds a batch of outcomes alone may wait to join a push's commit
+OUTCOME_BATCH = 1000  # ... unless this many have gathered
 _TASK_COLUMNS = (
     "queue", "name", "args_preview", "payload", "state", "enqueued_at",
     "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
@@ -111,21 +114,7 @@ class Store:
         retry_wait = 0.05
         try:
             while True:
-                timeout = retry_wait if self._pending_outcomes else None
-                try:
-                    first = self._ops.get(timeout=timeout)
-                except queue.Empty:
-                    first = None
-                ops = [first] if first is not None else []
-                n = 0
-                while n < MAX_BATCH:
-                    try:
-                        op = self._ops.get_nowait()
-                    except queue.Empty:
-                        break
-                    if op is not None:
-                        ops.append(op)
-                        n += len(op.records) if isinstance(op, _PushOp) else 1
+                ops = self._collect(retry_wait if self._pending_outcomes else None)
                 ok = self._write(ops)
                 retry_wait = 0.05 if ok else min(retry_wait * 2, 2.0)
                 if self._stopping.is_set() and self._ops.empty():
@@ -141,6 +130,51 @@ class Store:
                         break
         finally:
             connection.close()
+
+    def _collect(self, timeout: float | None) -> list[Any]:
+        """Everything that arrived meanwhile (waiting up to ``timeout`` for the first op).
+
+        A batch of outcomes alone may wait up to OUTCOME_DELAY for more: nobody is waiting on
+        them, and folding them into the next push's commit saves a commit per task when
+        pushes trickle in one at a time. A batch with a push is never held back.
+        """
+        ops: list[Any] = []
+        try:
+            first = self._ops.get(timeout=timeout)
+        except queue.Empty:
+            return ops
+        if first is not None:
+            ops.append(first)
+        self._drain(ops)
+        if any(isinstance(op, _PushOp) for op in ops) or not ops or self._stopping.is_set():
+            return ops
+        deadline = time.monotonic() + OUTCOME_DELAY
+        while len(ops) < OUTCOME_BATCH:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                op = self._ops.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if op is None:
+                break  # stop requested
+            ops.append(op)
+            if isinstance(op, _PushOp):
+                self._drain(ops)
+                break
+        return ops
+
+    def _drain(self, ops: list[Any]) -> None:
+        n = 0
+        while n < MAX_BATCH:
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                return
+            if op is not None:
+                ops.append(op)
+                n += len(op.records) if isinstance(op, _PushOp) else 1
 
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
