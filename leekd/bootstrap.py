@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ def configure_project(settings_module: str) -> None:
     from django.conf import settings
 
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    # As manage.py does: the project directory (where leekd is started) is importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         django.setup()
     except ImportError as exc:

@@ -81,7 +81,6 @@ def is_loopback(host: str) -> bool:
 _ENV = {
     "host": "LEEK_HOST",
     "port": "LEEK_PORT",
-    "secret": "LEEK_SECRET",
     "db": "LEEK_DB",
     "workers": "LEEK_WORKERS",
     "unix": "LEEK_UNIX",
@@ -150,7 +149,9 @@ def resolve(flags: dict[str, Any] | None = None, *, use_django: bool = True) -> 
     values: dict[str, Any] = {}
     leek = (django_leek_settings() if use_django else None) or {}
     for f in fields(Config):
-        if f.name in leek:
+        # The secret's other sources (env, settings, SECRET_KEY, key file) are resolved by
+        # leek.conf.resolve_secret, which also reports where it came from.
+        if f.name in leek and f.name != "secret":
             values[f.name] = _coerce(f.name, leek[f.name], f"settings.LEEK[{f.name!r}]")
     for name, env in _ENV.items():
         if os.environ.get(env):
