@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from .models import FailedTask, QueuedTask, State, SuccessTask
 
 RETRY_CHUNK = 1000  # leekd's limit per retry_failed request
+RECENT = 1000  # tasks the queue filter looks at for queue names
 _PRE = "white-space: pre-wrap; font-size: 12px; margin: 0; max-height: 40em; overflow: auto"
 
 
@@ -42,6 +43,25 @@ def _pre(text: str) -> str:
     return format_html('<pre style="{}">{}</pre>', _PRE, text) if text else "-"
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """Queues seen among the latest tasks: Django's own filter would scan the whole table."""
+
+    title = "queue"
+    parameter_name = "queue"
+    field = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        recent = QueuedTask.objects.order_by("-id").values_list("queue", flat=True)[:RECENT]
+        return [(q, q) for q in sorted(set(recent))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class TaskQueueFilter(QueueFilter):
+    field = "task__queue"
+
+
 class RecordAdmin(admin.ModelAdmin):
     """Shared by the three models: view and filter, never add or edit."""
 
@@ -59,7 +79,7 @@ class RecordAdmin(admin.ModelAdmin):
 class QueuedTaskAdmin(RecordAdmin):
     list_display = ("id", "name", "arguments", "queue", "state", "enqueued_at", "attempts", "retry")
     list_display_links = ("id", "name")
-    list_filter = ("queue", "state", ("enqueued_at", admin.DateFieldListFilter))
+    list_filter = (QueueFilter, "state", ("enqueued_at", admin.DateFieldListFilter))
     search_fields = ("name",)
     ordering = ("-id",)
     fields = (
@@ -157,7 +177,7 @@ class OutcomeAdmin(RecordAdmin):
 class SuccessTaskAdmin(OutcomeAdmin):
     list_display = ("task_id_link", "name", "arguments", "queue", "finished_at", "took", "attempts")
     list_display_links = None
-    list_filter = ("task__queue", ("finished_at", admin.DateFieldListFilter))
+    list_filter = (TaskQueueFilter, ("finished_at", admin.DateFieldListFilter))
     search_fields = ("task__name",)
     ordering = ("-finished_at",)
     fields = (
@@ -229,7 +249,7 @@ class FailedTaskAdmin(OutcomeAdmin):
         "attempts",
         "retried",
     )
-    list_filter = ("task__queue", RetriedFilter, ("failed_at", admin.DateFieldListFilter))
+    list_filter = (TaskQueueFilter, RetriedFilter, ("failed_at", admin.DateFieldListFilter))
     search_fields = ("task__name", "exc_type")
     ordering = ("-failed_at",)
     actions = ("retry_selected", "retry_selected_again")

@@ -105,6 +105,10 @@ def test_changelists_filter_and_search(client, browser):
 
     for model in ("successtask", "failedtask"):
         assert browser.get(f"/admin/leekd/{model}/").status_code == 200
+    by_queue = browser.get("/admin/leekd/successtask/", {"queue": "numbers"}).content.decode()
+    assert f"/admin/leekd/queuedtask/{ok}/change/" in by_queue
+    by_queue = browser.get("/admin/leekd/failedtask/", {"queue": "numbers"}).content.decode()
+    assert f"/admin/leekd/queuedtask/{bad}/change/" not in by_queue
     assert "tests.tasks.add" in browser.get("/admin/leekd/successtask/").content.decode()
     assert browser.get("/admin/leekd/queuedtask/add/").status_code == 403
 

@@ -12,7 +12,7 @@ import pytest
 from leekd import shell
 
 from . import tasks
-from .helpers import ROOT, wait_for
+from .helpers import ROOT, subprocess_env, wait_for
 
 
 def free_port() -> int:
@@ -157,3 +157,31 @@ def test_console_script_against_a_real_leekd_then_a_dead_one(leekd_proc):
     assert p.stop() == 0
     done = shell_run("ping")
     assert done.returncode == 1 and "unreachable" in done.stderr
+
+
+def test_settings_option_takes_the_secret_from_a_django_project(server):
+    # Without LEEK_SECRET, --settings makes the client derive the secret from SECRET_KEY (a
+    # different secret from this server's, so it is refused, and the message says where from).
+    env = subprocess_env()
+    del env["LEEK_SECRET"]
+    done = subprocess.run(
+        [sys.executable, "-m", "leekd.shell", "--settings", "tests.project_settings"]
+        + ["--port", str(server.port), "ping"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    assert "refused (authentication)" in done.stderr and "comes from SECRET_KEY" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "leekd.shell", "--settings", "no.such.settings", "ping"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("leek-shell: not configured: cannot load Django settings")
