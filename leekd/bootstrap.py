@@ -58,9 +58,31 @@ def configure_embedded(
 
 
 def apply_migrations() -> None:
+    """Migrate leekd's tables, unless every shipped migration is already recorded.
+
+    The check is one query; loading Django's migration machinery only to find nothing to do
+    would cost the daemon several MiB of memory for its whole life.
+    """
+    if _migrations_recorded():
+        return
     from django.core.management import call_command
 
     call_command("migrate", "leekd", verbosity=0, interactive=False)
+
+
+def _migrations_recorded() -> bool:
+    from django.db import DatabaseError, connection
+
+    shipped = {p.stem for p in (Path(__file__).parent / "migrations").glob("[0-9]*.py")}
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT name FROM django_migrations WHERE app = %s", ["leekd"])
+            recorded = {row[0] for row in cur.fetchall()}
+    except DatabaseError:
+        return False  # a new database: no django_migrations table yet
+    finally:
+        connection.close()
+    return shipped <= recorded
 
 
 def configure_project(settings_module: str) -> None:
