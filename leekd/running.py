@@ -5,43 +5,52 @@ recovered and run again forever. Each worker writes the id of the task it starts
 8-byte slot and zeroes it when done; these are plain ``pwrite`` calls, no fsync, because a
 process crash leaves the page cache intact. At the next start, non-zero slots name the tasks
 that were running when leekd died. (A power loss may lose the slots; such a crash is rarely
-the task's fault.)
+the task's fault.) The file is memory-mapped: a slot update is a store to shared memory,
+with no system call and no inode lock for the workers to contend on.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from pathlib import Path
 
 _SLOT = struct.Struct("<Q")
-MAX_SLOTS = 65536
+MAX_SLOTS = 4096  # workers, including replacements for retired ones, over one run
+_SIZE = MAX_SLOTS * _SLOT.size
 
 
 class RunningSlots:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != _SIZE:
+                os.ftruncate(fd, _SIZE)  # sparse: costs a page per 512 workers touched
+            self._map = mmap.mmap(fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
 
     def read_dead(self) -> list[int]:
         """Task ids left in the slots by the previous process (read before any worker starts)."""
-        size = min(os.fstat(self._fd).st_size, MAX_SLOTS * _SLOT.size)
-        data = os.pread(self._fd, size, 0)
-        ids = [i for (i,) in _SLOT.iter_unpack(data[: len(data) - len(data) % _SLOT.size]) if i]
-        return sorted(set(ids))
+        return sorted({i for (i,) in _SLOT.iter_unpack(self._map) if i})
 
     def clear(self) -> None:
-        os.ftruncate(self._fd, 0)
+        self._map[:] = bytes(_SIZE)
 
     def set(self, slot: int, task_id: int) -> None:
         if 0 <= slot < MAX_SLOTS:
-            os.pwrite(self._fd, _SLOT.pack(task_id), slot * _SLOT.size)
+            try:
+                _SLOT.pack_into(self._map, slot * _SLOT.size, task_id)
+            except ValueError:
+                pass  # closed at exit while a straggler still ran: nothing left to record
 
     def close(self) -> None:
         try:
-            os.close(self._fd)
-        except OSError:
+            self._map.close()
+        except (BufferError, ValueError):
             pass
 
 
