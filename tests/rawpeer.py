@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 import leek
 from leek.client import client_info
 from leek.protocol import (
@@ -168,3 +170,16 @@ class Evil:
 
     def __reduce__(self) -> tuple:
         return (open, (self.path, "w"))
+
+
+def report_line(config: pytest.Config, line: str) -> None:
+    """Print past pytest's output capture, so soak counts show in every run."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
