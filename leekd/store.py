@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,6 +74,8 @@ class Store:
         self._pending_outcomes: list[Outcome] = []
         self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
         self._stopping = threading.Event()
+        self._tuned: Any = None  # the raw SQLite connection whose autocheckpoint is off
+        self._checkpointer: Checkpointer | None = None
         self.healthy = True
         self.last_error = ""
         self.commits = 0
@@ -81,6 +84,9 @@ class Store:
     # ---- called from other threads
 
     def start(self) -> None:
+        if connection.vendor == "sqlite":
+            self._checkpointer = Checkpointer(str(connection.settings_dict["NAME"]))
+            self._checkpointer.start()
         self._thread.start()
 
     def submit_push(
@@ -102,6 +108,9 @@ class Store:
         self._stopping.set()
         self._ops.put(None)
         self._thread.join(timeout)
+        if self._checkpointer is not None:
+            self._checkpointer.stop_event.set()
+            self._checkpointer.join(timeout)
         return not self._thread.is_alive()
 
     @property
@@ -202,9 +211,9 @@ class Store:
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         ]
-        self.work.put_many(jobs)
-        if pushes:
+        if pushes:  # answer first: the clients wait on this, the workers can wait a moment
             self.on_pushed([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
+        self.work.put_many(jobs)
         return True
 
     @contextmanager
@@ -222,6 +231,10 @@ class Store:
         with connection.wrap_database_errors:
             connection.ensure_connection()
             raw = connection.connection
+            if raw is not self._tuned:
+                # Checkpoints (two fsyncs each) run in the checkpointer thread, not here.
+                raw.execute("PRAGMA wal_autocheckpoint=0")
+                self._tuned = raw
             cur = raw.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -316,3 +329,38 @@ class Store:
                 for o in outcomes
             ],
         )
+
+
+class Checkpointer(threading.Thread):
+    """Checkpoints SQLite's write-ahead log off the writer's path.
+
+    A checkpoint copies the log into the database file and syncs both; done by the writer
+    (SQLite's default, every 1000 pages) it stalls the pushes of that commit for
+    milliseconds. Here a passive checkpoint runs every ``interval`` on its own connection
+    and never blocks the writer.
+    """
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        super().__init__(name="leekd-checkpoint", daemon=True)
+        self.path = path
+        self.interval = interval
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            log.warning("no background checkpoints for %s: %s", self.path, exc)
+            return
+        try:
+            while not self.stop_event.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:
+                    log.debug("checkpoint skipped: %s", exc)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:
+                pass
+        finally:
+            conn.close()
