@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peers",
         type=peer_list,
-        default=peer_list(DEFAULT_PEERS),
+        default=DEFAULT_PEERS,
         help=f"comma-separated peers from {DEFAULT_PEERS}, or none",
     )
     p.add_argument("--scale", action="store_true", help="also run the scale section (leek)")
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         elif rundir.exists():
             note(f"databases and logs kept in {rundir}")
 
-    title = f"figure (median of {args.rounds}, {args.tasks:,} tasks)"
+    title = f"median of {args.rounds}, {args.tasks:,} tasks, push_many ×{args.batch:,}"
     print()
     print(report.main_table(systems, results, title))
     print()

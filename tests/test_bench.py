@@ -11,7 +11,7 @@ from .helpers import ROOT
 
 FIGURES = [
     "enqueue, sequential push (tasks/s)",
-    "enqueue, push_many ×1000 (tasks/s)",
+    "enqueue, push_many (tasks/s)",
     "end-to-end, sequential push (tasks/s)",
     "end-to-end, push_many (tasks/s)",
     "push latency p50 (ms)",
