@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         )
     for s in systems:
         print(f"  {s.column}: {s.label}")
+    if versions:
+        print("  peers installed: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     m = machine()
     print(f"  machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, {m['platform']}")
     errors = {name: sum(r.get("errors", 0) for r in rs) for name, rs in rounds.items()}

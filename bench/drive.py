@@ -49,6 +49,7 @@ def wait_recorded(driver: Driver, target: int, timeout: float, label: str, start
             got = driver.recorded()
             now = time.perf_counter()
             if got >= target:
+                bar.finish(got - start)
                 return now
             bar.update(got - start)
             elapsed = time.monotonic() - t0
@@ -79,6 +80,7 @@ def run(driver: Any, spec: dict[str, Any]) -> dict[str, Any]:
             pushed(ok)
             if i % 64 == 0:
                 bar.update(i)
+        bar.finish(lat_n)
     out["p50"] = percentile(lat, 50) * 1000
     out["p99"] = percentile(lat, 99) * 1000
     wait_recorded(driver, expected, timeout, "  … latency tasks recorded", expected - lat_n)
@@ -92,6 +94,7 @@ def run(driver: Any, spec: dict[str, Any]) -> dict[str, Any]:
             if i % 256 == 0:
                 bar.update(i)
         t1 = time.perf_counter()
+        bar.finish(n)
     t2 = wait_recorded(driver, expected, timeout, "  … outcomes recorded", start)
     out["enqueue"] = (expected - start) / (t1 - t0)
     out["e2e"] = (expected - start) / (t2 - t0)

@@ -49,6 +49,10 @@ class Progress:
         self.stream.flush()
         self.shown = True
 
+    def finish(self, done: int) -> None:
+        """Record the final count (shown by ``close`` if the bar was drawn at all)."""
+        self.done = done
+
     def close(self) -> None:
         # Short phases leave no trace; long ones end with their final count.
         if self.shown:

@@ -35,7 +35,7 @@ class HueySystem:
 
     def __init__(self, venv: Path) -> None:
         self.venv = venv
-        self.label = "Huey 3.x, SqliteHuey, thread consumer `-k thread -w 4 -q`"
+        self.label = "Huey, SqliteHuey (its WAL default), consumer `-k thread -w 4 -q`"
 
     def start(self, workdir: Path) -> Server:
         app_dir = workdir / "app"
