@@ -334,9 +334,14 @@ class Client:
             raise LeekAuthError(
                 f"{exc} [this client's secret comes from {secret.source}]"
             ) from None
-        except (OSError, LeekError):
+        except LeekError:
             self._drop()
             raise
+        except OSError as exc:
+            self._drop()
+            raise LeekConnectionError(
+                f"leekd at {self.address} dropped the connection during the handshake ({exc})"
+            ) from None
 
 
 _default: Client | None = None

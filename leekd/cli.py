@@ -89,7 +89,8 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         "--retry-delay", type=seconds, help="first retry backoff in seconds, doubling (default 1)"
     )
     g.add_argument(
-        "--timeout",
+        "--time-limit",
+        dest="task_timeout",
         type=seconds,
         help="default time limit per task attempt in seconds, 0 for none (default 0)",
     )
@@ -192,11 +193,12 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
         "max_retries",
         "retry_delay",
         "secret",
-        "timeout",
         "max_deaths",
         "retention",
     )
-    return {n: getattr(args, n, None) for n in names}
+    flags = {n: getattr(args, n, None) for n in names}
+    flags["timeout"] = getattr(args, "task_timeout", None)
+    return flags
 
 
 def prepare(args: argparse.Namespace) -> Any:
