@@ -375,6 +375,7 @@ def test_an_error_still_goes_out_after_a_violation():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @SOAK
 @given(
     st.lists(client_events, min_size=1, max_size=8),
@@ -387,6 +388,7 @@ def test_soak_damaged_streams(events, kind, chunking, data):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @SOAK
 @given(
     st.booleans().flatmap(
@@ -402,6 +404,7 @@ def test_soak_roundtrip(direction_events, chunking):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @SOAK
 @given(
     st.lists(
