@@ -22,6 +22,12 @@ KNOWN = {
     "max_frame",
     "max_connections",
     "idle_timeout",
+    "handshake_timeout",
+    "unix",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
     "retention",
     "max_deaths",
 }

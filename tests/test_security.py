@@ -553,3 +553,13 @@ def test_client_ignores_a_forged_refusal():
     ok.receive_data(real)
     assert ok.next_event() == Error(ErrorCode.UNAVAILABLE, "busy")
     assert ok.next_event() in (CLOSED, NEED_DATA)
+
+
+def test_transport_settings_are_known_to_the_system_check(django_db):
+    from django.test.utils import override_settings
+
+    from leekd.checks import check_leek_settings
+
+    transport = {"unix": "/run/leek.sock", "tls": True, "tls_ca": "ca.pem", "handshake_timeout": 5}
+    with override_settings(LEEK={**transport, "tls_cert": "c.pem", "tls_key": "k.pem"}):
+        assert check_leek_settings() == []
