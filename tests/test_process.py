@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
-import leek
 import pytest
+
+import leek
 
 from . import tasks
 from .conftest import rows

@@ -7,8 +7,9 @@ import pickle
 import socket
 import sys
 
-import leek
 import pytest
+
+import leek
 from leek.protocol import Connection, Push, Role, TaskRecord
 
 from . import tasks
