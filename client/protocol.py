@@ -29,6 +29,7 @@ Errors: ``ProtocolError`` means the peer broke these rules (its ``code`` says ho
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -312,8 +313,30 @@ def _decode_payload(ftype: int, payload: bytes) -> Event:
 # ------------------------------------------------------------- connection
 
 
+@functools.lru_cache(maxsize=1024)
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's keyed inner and outer states, computed once per key.
+
+    Copying these is several times cheaper than ``hmac.digest`` setting up a fresh HMAC for
+    each frame, and hashing the payload separately avoids copying it into one message.
+    """
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return hashlib.sha256(key.translate(hmac.trans_36)), hashlib.sha256(
+        key.translate(hmac.trans_5C)
+    )
+
+
 def _tag(key: bytes, direction: bytes, seq: int, ftype: int, payload: bytes) -> bytes:
-    return hmac.digest(key, direction + _SEQ.pack(seq) + bytes([ftype]) + payload, hashlib.sha256)
+    """HMAC-SHA256(key, direction | seq | type | payload)."""
+    inner, outer = _pads(key)
+    h = inner.copy()
+    h.update(direction + _SEQ.pack(seq) + bytes((ftype,)))
+    h.update(payload)
+    o = outer.copy()
+    o.update(h.digest())
+    return o.digest()
 
 
 class Connection:
