@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections import deque
@@ -288,6 +289,14 @@ class LeekConnection(asyncio.Protocol):
         from . import queries  # needs Django's app registry, ready by now
 
         self._in_pool(lambda: queries.task_status(task_id), wrap)
+
+    def handle_drain(self, args: dict[str, Any]) -> None:
+        """Stop gracefully, as SIGTERM does: for hosts where signals cannot reach leekd."""
+        log.info("drain requested by %s", self.peer)
+        already = self.app.draining
+        self._reply({"draining": True, "already": already, "pid": os.getpid()})
+        if not already:
+            self.app.request_stop()
 
     def handle_purge(self, args: dict[str, Any]) -> None:
         from . import maintenance

@@ -233,6 +233,20 @@ def cmd_purge(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
     run_purge(client, args, out)
 
 
+def cmd_drain(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    reply = client.request("drain")
+    if args.json:
+        say(out, json.dumps(reply))
+    elif reply.get("already"):
+        say(out, f"leekd (pid {reply.get('pid')}) is already stopping")
+    else:
+        say(
+            out,
+            f"leekd (pid {reply.get('pid')}) is stopping: no new tasks, running ones finish "
+            "within its grace period, waiting ones stay queued",
+        )
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -264,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         "purge", cmd_purge, "delete records of tasks that finished long enough ago", [as_json]
     )
     add_purge_arguments(purge)
+    command(
+        "drain",
+        cmd_drain,
+        "stop leekd gracefully, as SIGTERM does (running tasks finish, waiting ones stay queued)",
+        [as_json],
+    )
     return parser
 
 

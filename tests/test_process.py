@@ -143,3 +143,31 @@ def test_bad_flags_are_usage_errors(bad, tmp_path):
         timeout=60,
     )
     assert out.returncode == 2 and "error" in out.stderr
+
+
+def test_drain_over_the_socket_stops_gracefully(leekd_proc, tmp_path):
+    import subprocess
+    import sys
+
+    from .helpers import subprocess_env
+
+    # Given a leekd with one running task and one waiting behind it,
+    p = leekd_proc("--workers", "1", "--grace", "20")
+    with leek.Client(port=p.port, secret=SECRET) as c:
+        running = c.push(tasks.touch, (str(tmp_path), "running", 1.0))
+        waiting = c.push(tasks.touch, (str(tmp_path), "waiting", 1.0))
+        wait_for(lambda: c.status(running)["state"] == "running")
+    # when an authenticated client asks it to drain,
+    out = subprocess.run(
+        [sys.executable, "-m", "leekd.shell", "--port", str(p.port), "drain"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "is stopping" in out.stdout
+    # then it finishes the running task, keeps the waiting one queued and exits 0.
+    assert p.wait(30) == 0
+    assert states(p.db, [running, waiting]) == {running: "succeeded", waiting: "queued"}
+    assert "drain requested by" in p.output()
