@@ -45,6 +45,18 @@ def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True)
         "--port", type=port_number, help="leekd's port (env LEEK_PORT, settings.LEEK; default 8002)"
     )
     g.add_argument(
+        "--unix", metavar="PATH", help="leekd's Unix socket instead of TCP (env LEEK_UNIX)"
+    )
+    g.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="connect with TLS, checking leekd's certificate (env LEEK_TLS)",
+    )
+    g.add_argument(
+        "--tls-ca", metavar="FILE", help="CA file for leekd's certificate (env LEEK_TLS_CA)"
+    )
+    g.add_argument(
         "--timeout",
         type=seconds,
         default=30.0,
@@ -74,7 +86,14 @@ def load_django_settings(module: str | None) -> None:
 
 def connect(args: argparse.Namespace) -> leek.Client:
     load_django_settings(getattr(args, "settings", None))
-    return leek.Client(args.host, args.port, timeout=args.timeout)
+    return leek.Client(
+        args.host,
+        args.port,
+        timeout=args.timeout,
+        unix=getattr(args, "unix", None),
+        tls=getattr(args, "tls", None),
+        tls_ca=getattr(args, "tls_ca", None),
+    )
 
 
 def describe(exc: LeekError) -> str:

@@ -185,3 +185,22 @@ def test_settings_option_takes_the_secret_from_a_django_project(server):
     )
     assert done.returncode == 1
     assert done.stderr.startswith("leek-shell: not configured: cannot load Django settings")
+
+
+def test_unix_socket_option(make_server, run):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    short = Path(tempfile.mkdtemp(prefix="leek-", dir="/tmp"))  # socket paths are short
+    try:
+        app = make_server(unix=str(short / "leekd.sock"))
+        code, out, err = run("--unix", short / "leekd.sock", "ping")
+        assert code == 0, err
+        assert out.startswith("ok: leekd") and f"unix:{short}" in out
+        app.request_stop()
+        wait_for(lambda: not (short / "leekd.sock").exists())
+        code, out, err = run("--unix", short / "leekd.sock", "waiting")
+        assert code == 1 and "unreachable" in err
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
