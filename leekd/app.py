@@ -9,6 +9,8 @@ database and run after the next start.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import os
 import signal
@@ -103,6 +105,7 @@ class Leekd:
             "waiting": self.work.waiting(),
             "handled": self.work.handled(),
             "recovered": self.recovered,
+            "poisoned": self.poisoned,
             "connections": len(self.connections),
             "store": {
                 "healthy": self.store.healthy if self.store else True,
@@ -231,6 +234,7 @@ class Leekd:
             self.config.workers,
             PYTHON,
         )
+        trim_heap()  # start-up and recovery garbage, handed back before the long idle
         sd_notify(f"READY=1\nSTATUS=listening on {self.listener.where}\nMAINPID={os.getpid()}")
         sweeper = asyncio.create_task(self._sweep())
         from .maintenance import start_retention  # needs Django's app registry, ready by now
@@ -337,7 +341,21 @@ class Leekd:
         )
 
 
+def trim_heap() -> None:
+    """Return freed heap pages to the system (glibc only; elsewhere nothing to do)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed, else asyncio's own loop.
+
+    leek does not install uvloop: measured with scripts/bench it changes no figure (the
+    loop is not where a push spends its time) and costs about 2.5 MiB of resident memory.
+    """
     try:
         import uvloop
     except ImportError:

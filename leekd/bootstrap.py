@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,49 @@ def embedded_settings(
 
 
 def configure_embedded(
-    db_path: str | os.PathLike[str], *, migrate: bool = True, synchronous: str = "NORMAL"
+    db_path: str | os.PathLike[str],
+    *,
+    migrate: bool = True,
+    synchronous: str = "NORMAL",
+    migrate_in_child: bool = False,
 ) -> None:
+    """Built-in settings on an SQLite file; ``migrate_in_child`` keeps a daemon lean.
+
+    Django's migration machinery stays in memory once imported (about 2 MiB), so the
+    daemon runs a first-time migration in a short-lived child process instead.
+    """
     import django
     from django.conf import settings
 
     Path(db_path).resolve().parent.mkdir(parents=True, exist_ok=True)
     settings.configure(**embedded_settings(db_path, synchronous=synchronous))
     django.setup()
-    if migrate:
+    if not migrate or _migrations_recorded():
+        return
+    if migrate_in_child:
+        _migrate_in_child(db_path, synchronous)
+    else:
         apply_migrations()
+
+
+def _migrate_in_child(db_path: str | os.PathLike[str], synchronous: str) -> None:
+    code = (
+        "import sys; from leekd.bootstrap import configure_embedded; "
+        "configure_embedded(sys.argv[1], synchronous=sys.argv[2])"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(db_path), synchronous],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LeekConfigError(f"could not create leekd's tables in {db_path}: {exc}") from None
+    if out.returncode:
+        raise LeekConfigError(
+            f"could not create leekd's tables in {db_path}:\n{out.stderr.strip()[-2000:]}"
+        )
 
 
 def apply_migrations() -> None:
@@ -134,5 +168,9 @@ def setup(settings_module: str | None, db_path: str | None) -> str:
         configure_project(module)
         return "project"
     sync = os.environ.get("LEEK_SQLITE_SYNCHRONOUS", "NORMAL").upper()
-    configure_embedded(db_path or os.environ.get("LEEK_DB") or "leek.sqlite3", synchronous=sync)
+    configure_embedded(
+        db_path or os.environ.get("LEEK_DB") or "leek.sqlite3",
+        synchronous=sync,
+        migrate_in_child=True,
+    )
     return "embedded"

@@ -113,20 +113,10 @@ class TaskQueue:
             self.closed = True
             self._cond.notify_all()
 
-    def state_of(self, task_id: int) -> str | None:
-        """ "running" or "queued" if this process holds the task, else None."""
+    def is_running(self, task_id: int) -> bool:
+        """True while a worker runs the task (the database still says "queued" then)."""
         with self._cond:
-            if task_id in self._running:
-                return "running"
-            if any(j.id == task_id for j in self._ready) or any(
-                e[2].id == task_id for e in self._delayed
-            ):
-                return "queued"
-        return None
-
-    def running_jobs(self) -> list[Job]:
-        with self._cond:
-            return list(self._running.values())
+            return task_id in self._running
 
     def waiting(self) -> int:
         with self._cond:

@@ -206,14 +206,6 @@ class LeekConnection(asyncio.Protocol):
         if self.transport is not None and not self.paused and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    def close_idle(self) -> bool:
-        """Close if no answer is owed; True if closed."""
-        if self.pending or self.transport is None:
-            return False
-        self.transport.close()
-        self.closing = True
-        return True
-
     # ---- handlers
 
     def handle_hello(self, event: ClientHello) -> None:
@@ -277,12 +269,12 @@ class LeekConnection(asyncio.Protocol):
                 _Slot(Error(ErrorCode.REJECTED, "status needs a task id (a positive integer)"))
             )
             return
-        live = self.app.work.state_of(task_id)
+        running = self.app.work.is_running(task_id)
 
         def wrap(row: dict[str, Any] | None) -> Any:
             if row is None:
                 return Error(ErrorCode.NOT_FOUND, f"no task with id {task_id}")
-            if live == "running":
+            if running and row["state"] == "queued":
                 row["state"] = "running"
             return Reply(row)
 
