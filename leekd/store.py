@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from leek.protocol import TaskRecord
@@ -74,6 +74,7 @@ class Store:
         self._pending_outcomes: list[Outcome] = []
         self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
         self._stopping = threading.Event()
+        self._db: Any = None  # the writer thread's DatabaseWrapper
         self._tuned: Any = None  # the raw SQLite connection whose autocheckpoint is off
         self._checkpointer: Checkpointer | None = None
         self.healthy = True
@@ -120,6 +121,9 @@ class Store:
     # ---- the writer thread
 
     def _run(self) -> None:
+        # This thread's own DatabaseWrapper, looked up once: every access through the
+        # ``connection`` proxy costs a thread-local lookup, a dozen of them per commit.
+        self._db = connections[DEFAULT_DB_ALIAS]
         retry_wait = 0.05
         try:
             while True:
@@ -138,7 +142,7 @@ class Store:
                         )
                         break
         finally:
-            connection.close()
+            self._db.close()
 
     def _collect(self, timeout: float | None) -> list[Any]:
         """Everything that arrived meanwhile (waiting up to ``timeout`` for the first op).
@@ -224,13 +228,13 @@ class Store:
         Django's cursor wrapper and atomic() cost more than the commit itself on this path.
         Other databases go through Django's transaction and cursor.
         """
-        if connection.vendor != "sqlite":
-            with transaction.atomic(), connection.cursor() as cur:
+        if self._db.vendor != "sqlite":
+            with transaction.atomic(), self._db.cursor() as cur:
                 yield cur, "%s"
             return
-        with connection.wrap_database_errors:
-            connection.ensure_connection()
-            raw = connection.connection
+        with self._db.wrap_database_errors:
+            self._db.ensure_connection()
+            raw = self._db.connection
             if raw is not self._tuned:
                 # Checkpoints (two fsyncs each) run in the checkpointer thread, not here.
                 raw.execute("PRAGMA wal_autocheckpoint=0")
@@ -257,7 +261,7 @@ class Store:
         )
         self._pending_outcomes = outcomes
         try:
-            connection.close()  # reconnect on the next turn
+            self._db.close()  # reconnect on the next turn
         except DatabaseError:
             pass
         if pushes:
@@ -272,7 +276,7 @@ class Store:
         now: datetime,
         retry_of: Sequence[int | None] | None,
     ) -> list[int]:
-        when = connection.ops.adapt_datetimefield_value(now)
+        when = self._db.ops.adapt_datetimefield_value(now)
         head = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
         row = "(" + ", ".join([ph] * len(_TASK_COLUMNS)) + ")"
         ids: list[int] = []
@@ -294,7 +298,7 @@ class Store:
     def _write_outcomes(self, cur: Any, ph: str, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
-        adapt = connection.ops.adapt_datetimefield_value
+        adapt = self._db.ops.adapt_datetimefield_value
         ok = [o for o in outcomes if o.ok]
         bad = [o for o in outcomes if not o.ok]
         if ok:
