@@ -296,24 +296,31 @@ class Store:
         return ids
 
     def _write_outcomes(self, cur: Any, ph: str, outcomes: list[Outcome]) -> None:
+        """Outcome rows and task states; an outcome whose task row is gone is dropped.
+
+        The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
+        outcome would otherwise fail the foreign key, and with it every commit after.
+        """
         if not outcomes:
             return
+        exists = f"WHERE EXISTS (SELECT 1 FROM leekd_queuedtask WHERE id = {ph})"
         adapt = self._db.ops.adapt_datetimefield_value
         ok = [o for o in outcomes if o.ok]
         bad = [o for o in outcomes if not o.ok]
         if ok:
             cur.executemany(
                 "INSERT INTO leekd_successtask (task_id, finished_at, duration, attempts, result) "
-                f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT DO NOTHING",
+                f"SELECT {ph}, {ph}, {ph}, {ph}, {ph} {exists} ON CONFLICT DO NOTHING",
                 [
-                    (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
+                    (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result, o.job.id)
                     for o in ok
                 ],
             )
         if bad:
             cur.executemany(
                 "INSERT INTO leekd_failedtask (task_id, failed_at, attempts, exc_type, message, "
-                f"traceback) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT DO NOTHING",
+                f"traceback) SELECT {ph}, {ph}, {ph}, {ph}, {ph}, {ph} {exists} "
+                "ON CONFLICT DO NOTHING",
                 [
                     (
                         o.job.id,
@@ -322,6 +329,7 @@ class Store:
                         o.exc_type[:255],
                         o.message,
                         o.traceback,
+                        o.job.id,
                     )
                     for o in bad
                 ],

@@ -106,3 +106,21 @@ def test_postgres_down_and_back(postgres, leekd_proc, tmp_path):
     wait_for(lambda: c.status(again)["state"] == "succeeded")
     c.close()
     assert p.stop() == 0
+
+
+def test_a_task_row_deleted_while_it_runs_does_not_block_later_commits(make_server):
+    from leekd.models import QueuedTask
+
+    app = make_server(workers=1)
+    with leek.Client(port=app.port, secret=SECRET) as c:
+        # Given a running task whose row someone deletes behind leekd's back,
+        doomed = c.push(tasks.sleep, (0.5,))
+        wait_for(lambda: c.status(doomed)["state"] == "running")
+        QueuedTask.objects.filter(pk=doomed).delete()
+        # when it finishes, its outcome is dropped instead of failing the commit,
+        handled = c.handled()
+        wait_for(lambda: c.handled() > handled, timeout=10)
+        # and pushes and outcomes after it are recorded as usual.
+        later = c.push(tasks.add, (1, 1))
+        wait_for(lambda: c.status(later)["state"] == "succeeded", timeout=10)
+        assert c.stats()["store"] == {**c.stats()["store"], "healthy": True, "backlog": 0}
