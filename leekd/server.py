@@ -34,6 +34,7 @@ from leek.protocol import (
     Request,
     Role,
     State,
+    TaskRecord,
     Welcome,
 )
 
@@ -223,6 +224,11 @@ class LeekConnection(asyncio.Protocol):
             )
             self.flush()
             return
+        problem = record_problem(event.tasks)
+        if problem:
+            slot.event = Error(ErrorCode.REJECTED, problem)
+            self.flush()
+            return
         problem = self.app.version_problem(self.conn.peer_info, event.tasks)
         if problem:
             slot.event = Error(ErrorCode.VERSION, problem)
@@ -311,6 +317,23 @@ class LeekConnection(asyncio.Protocol):
             self._answer(_Slot(Error(ErrorCode.REJECTED, str(exc))))
             return
         self._in_pool(job, Reply)
+
+
+# What the columns hold; checked here so one bad record cannot fail a group commit that
+# carries other clients' pushes (PostgreSQL enforces these lengths, SQLite does not).
+MAX_NAME, MAX_QUEUE, MAX_PREVIEW, MAX_RETRIES = 255, 100, 300, 1000
+
+
+def record_problem(tasks: tuple[TaskRecord, ...]) -> str | None:
+    for t in tasks:
+        if len(t.name) > MAX_NAME or len(t.queue) > MAX_QUEUE or len(t.preview) > MAX_PREVIEW:
+            return (
+                f"task {t.name[:60]!r}: name, queue or preview too long "
+                f"(at most {MAX_NAME}, {MAX_QUEUE} and {MAX_PREVIEW} characters)"
+            )
+        if t.max_retries > MAX_RETRIES:
+            return f"task {t.name[:60]!r}: max_retries {t.max_retries} is over {MAX_RETRIES}"
+    return None
 
 
 def resolve_pushes(items: list[tuple[Any, list[int] | Exception]]) -> None:

@@ -270,3 +270,13 @@ def test_a_child_process_opens_its_own_connection(server, tmp_path):
     assert c.ping()["status"] == "ok"  # the parent's connection still works
     wait_for(lambda: (tmp_path / "child").exists())
     c.close()
+
+
+def test_a_malformed_record_is_refused_alone(client):
+    good = leek.tasks.make_record(tasks.noop)
+    long_name = TaskRecord("x" * 300, good.payload)
+    with pytest.raises(leek.LeekRejected, match="too long"):
+        client.push_records([long_name])
+    with pytest.raises(leek.LeekRejected, match="max_retries"):
+        client.push_records([TaskRecord("m.f", good.payload, max_retries=5000)])
+    assert client.push_records([good])[0] > 0
