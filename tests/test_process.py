@@ -171,3 +171,35 @@ def test_drain_over_the_socket_stops_gracefully(leekd_proc, tmp_path):
     assert p.wait(30) == 0
     assert states(p.db, [running, waiting]) == {running: "succeeded", waiting: "queued"}
     assert "drain requested by" in p.output()
+
+
+def test_a_function_defined_in_a_main_script_runs(leekd_proc, tmp_path):
+    import subprocess
+    import sys
+
+    from .helpers import subprocess_env
+
+    p = leekd_proc("--workers", "1")
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import leek\n"
+        "def greet(path, name):\n"
+        "    Path(path).write_text(f'hello {name}')\n"
+        "    return name\n"
+        "if __name__ == '__main__':\n"
+        "    print(leek.push_task_to_queue(greet, sys.argv[1], name='leek'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "greeting")],
+        env=subprocess_env(LEEK_PORT=str(p.port)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    task_id = int(out.stdout)
+    wait_for(lambda: states(p.db, [task_id]).get(task_id) == "succeeded")
+    assert (tmp_path / "greeting").read_text() == "hello leek"
+    assert f"task {task_id} __main__.greet succeeded" in p.output()
