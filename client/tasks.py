@@ -7,6 +7,7 @@ closures travel by value (cloudpickle decides). Options never ride in the task's
 from __future__ import annotations
 
 import functools
+import pickle
 import reprlib
 from collections.abc import Callable
 from typing import Any
@@ -78,10 +79,12 @@ def make_record(
         timeout = timeout or fn.options.get("timeout")
         if fn.__module__ == "__main__" or not _is_module_attribute(fn):
             target = fn.__wrapped__  # the plain function: by reference or by value
-    try:
-        payload = cloudpickle.dumps((target, args, kwargs), protocol=5)
-    except Exception as exc:
-        raise LeekError(f"cannot pickle the task {callable_name(fn)}: {exc}") from exc
+    payload = _dumps(target, args, kwargs)
+    if payload is None:
+        try:
+            payload = cloudpickle.dumps((target, args, kwargs), protocol=5)
+        except Exception as exc:
+            raise LeekError(f"cannot pickle the task {callable_name(fn)}: {exc}") from exc
     return TaskRecord(
         name=callable_name(fn),
         payload=payload,
@@ -90,6 +93,26 @@ def make_record(
         max_retries=max_retries or 0,
         timeout=float(timeout or 0.0),
     )
+
+
+def _dumps(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
+    """The standard pickler's output when it equals what cloudpickle would make, else None.
+
+    For a call made only of importable things both pickle by reference, and the standard
+    pickler is three times faster. Anything cloudpickle would send by value — ``__main__``,
+    lambdas, local or dynamic objects, modules registered for pickling by value — makes the
+    standard pickler fail or name ``__main__``, and then cloudpickle does the work.
+    """
+    if getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", True):
+        return None  # some module is registered to travel by value (or we cannot tell)
+    module = getattr(target, "__module__", None)
+    if module in (None, "__main__") or "<" in getattr(target, "__qualname__", "<"):
+        return None
+    try:
+        payload = pickle.dumps((target, args, kwargs), protocol=5)
+    except Exception:
+        return None
+    return None if b"__main__" in payload else payload
 
 
 def _is_module_attribute(obj: Any) -> bool:
