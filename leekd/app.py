@@ -300,6 +300,10 @@ class Leekd:
         for c in list(self.connections):
             if c.transport:
                 c.transport.close()
+        # A transport closes on the loop's next turns; let it, or its socket leaks at exit.
+        deadline = time.monotonic() + 1.0
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )
