@@ -107,6 +107,10 @@ class LeekConnection(asyncio.Protocol):
         assert self.transport is not None
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
+        if self.app.draining:  # accepted just before the listener closed
+            self.transport.close()
+            self.closing = True
+            return
         limit = self.app.config.max_connections
         if len(self.app.connections) >= limit:
             why = f"leekd has {limit} connections open, its limit (--max-connections); try later"
