@@ -68,8 +68,9 @@ def busy_loop(seconds):
     return n
 
 
-def exit_process(code=1):
+def exit_process(code=1, delay=0.0):
     """Take the whole leekd process down, as a crash in a C extension would."""
+    time.sleep(delay)  # lets leekd answer the push first, when a test needs the answer
     os._exit(code)
 
 

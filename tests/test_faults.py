@@ -87,7 +87,9 @@ def test_a_task_that_kills_leekd_is_failed_after_max_deaths(tmp_path):
         # Given a task that takes the whole process down,
         p = start()
         with leek.Client(port=p.port, secret=SECRET) as c:
-            poison, ok = c.push_many([tasks.exit_process, (tasks.touch, (str(tmp_path), "after"))])
+            poison, ok = c.push_many(
+                [(tasks.exit_process, (1, 0.5)), (tasks.touch, (str(tmp_path), "after"))]
+            )
         assert p.wait(15) == 1
         # when leekd is restarted (as systemd's Restart=on-failure would),
         p = start()
