@@ -304,6 +304,10 @@ class Leekd:
         deadline = time.monotonic() + 1.0
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        for c in list(self.connections):  # a TLS peer that never completes the close
+            if c.transport:
+                c.transport.abort()
+        await asyncio.sleep(0)
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )

@@ -121,7 +121,7 @@ def test_control_values_after_a_known_workload(make_server, tmp_path):
         assert (
             info["status"] == "ok" and info["version"] == leek.__version__ and info["workers"] == 1
         )
-        blocker = c.push(tasks.sleep, (0.5,))
+        blocker = c.push(tasks.sleep, (2.0,))  # long enough to hold on a loaded machine
         wait_for(lambda: c.status(blocker)["state"] == "running")
         ids = c.push_many([tasks.noop] * 5)
         assert c.waiting() == 5
