@@ -54,7 +54,8 @@ class Leekd:
         self.work = TaskQueue()
         self.store: Store | None = None
         self.workers: list[Worker] = []
-        self.connections: set[LeekConnection] = set()
+        self.connections: set[LeekConnection] = set()  # accepted and counted
+        self.open_protocols: set[LeekConnection] = set()  # every one not yet lost, refused too
         self.auth_log = AuthLog()
         self.refusal_log = RefusalLog()
         self.listener: Listener | None = None
@@ -302,12 +303,13 @@ class Leekd:
                 c.transport.close()
         # A transport closes on the loop's next turns; let it, or its socket leaks at exit.
         deadline = time.monotonic() + 1.0
-        while self.connections and time.monotonic() < deadline:
+        while self.open_protocols and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for c in list(self.connections):  # a TLS peer that never completes the close
+        for c in list(self.open_protocols):  # a TLS peer that never completes the close
             if c.transport:
                 c.transport.abort()
-        await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )

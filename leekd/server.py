@@ -105,6 +105,7 @@ class LeekConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         assert self.transport is not None
+        self.app.open_protocols.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
         if self.app.draining:  # accepted just before the listener closed
@@ -125,6 +126,7 @@ class LeekConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.connections.discard(self)
+        self.app.open_protocols.discard(self)
         self.closing = True
 
     def data_received(self, data: bytes) -> None:

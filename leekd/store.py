@@ -215,9 +215,12 @@ class Store:
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         ]
-        if pushes:  # answer first: the clients wait on this, the workers can wait a moment
+        # Queued before the answer (so ``waiting`` counts them), but the workers are woken
+        # after it: the clients wait on the answer, the workers can wait a moment.
+        queued = self.work.put_many(jobs, wake=False)
+        if pushes:
             self.on_pushed([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
-        self.work.put_many(jobs)
+        self.work.wake(queued)
         return True
 
     @contextmanager
