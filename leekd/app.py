@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,7 @@ class Leekd:
         self.slots: RunningSlots | None = None
         self.watchdog: Watchdog | None = None
         self._next_slot = 0
+        self.stopped = threading.Event()  # set once a stop has finished
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
@@ -250,6 +252,7 @@ class Leekd:
             if retention is not None:
                 retention.cancel()
             await self._shutdown(server)
+            self.stopped.set()
 
     async def _sweep(self) -> None:
         """Close connections that never finished the handshake, or went silent.
@@ -285,7 +288,10 @@ class Leekd:
             return
         if force or self._stop.is_set():
             self.force = True
-        self._loop.call_soon_threadsafe(self._stop.set)
+        try:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        except RuntimeError:
+            pass  # the loop has already closed: leekd is stopped
 
     async def _shutdown(self, server: asyncio.Server) -> None:
         assert self.store is not None
@@ -412,6 +418,13 @@ class ServerThread:
         except BaseException as exc:  # reported to the starter
             self._error = exc
             self._ready.set()
+        finally:
+            # A peer still in its TLS handshake when the loop stopped never reached our
+            # protocol, so the stop could not abort it; its transport is finalised here,
+            # quietly, instead of warning later in whatever code the host runs next.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
 
     def start(self, timeout: float = 30.0) -> Leekd:
         self.thread.start()

@@ -226,7 +226,8 @@ def test_client_reconnects_after_server_restart(make_server):
     port = app.port
     # Given a client connected to a server that then stops,
     app.request_stop()
-    wait_for(lambda: not _listening(port))
+    assert app.stopped.wait(15)
+    assert not _listening(port)
     # when another server comes up on the same port,
     app2 = make_server(port=port)
     assert app2.port == port
