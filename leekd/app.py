@@ -316,6 +316,10 @@ class Leekd:
                 c.transport.abort()
         for _ in range(3):
             await asyncio.sleep(0)
+        if getattr(server, "_waiters", ()) is None:
+            # CPython 3.13.0: a transport accepted just before close() and finalised later
+            # calls Server._wakeup() a second time, which then iterates None.
+            server._waiters = []  # type: ignore[attr-defined]
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )
