@@ -91,6 +91,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--time-limit",
         dest="task_timeout",
+        metavar="SECONDS",
         type=seconds,
         help="default time limit per task attempt in seconds, 0 for none (default 0)",
     )
@@ -257,7 +258,13 @@ def build_parser(prog: str = "leekd") -> argparse.ArgumentParser:
         epilog="Without --settings (or DJANGO_SETTINGS_MODULE) leekd keeps its records in an SQLite file.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run in the foreground (for systemd, containers, development)")
+    run = sub.add_parser(
+        "run",
+        help="run in the foreground (for systemd, containers, development)",
+        description="Run leekd in the foreground until SIGTERM or SIGINT (a second one stops "
+        "at once). Logs go to stderr. Without --settings leekd keeps its records in an "
+        "SQLite file and creates its tables itself.",
+    )
     add_server_options(run)
     run.set_defaults(func=cmd_run)
     service.add_commands(sub)
