@@ -80,7 +80,7 @@ class Leekd:
         return {"leek": __version__, "python": PYTHON, "cloudpickle": cloudpickle.__version__}
 
     def version_problem(self, peer: dict[str, Any], tasks: tuple[TaskRecord, ...]) -> str | None:
-        return client_pickle_problem(peer, [t.payload for t in tasks])
+        return client_pickle_problem(peer, (t.payload for t in tasks))
 
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.current is not None)

@@ -13,13 +13,12 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from leek import __version__
 from leek.protocol import (
     CLOSED,
     NEED_DATA,
@@ -359,7 +358,7 @@ def make_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="leekd-query")
 
 
-def client_pickle_problem(peer: dict[str, Any], payloads: list[bytes]) -> str | None:
+def client_pickle_problem(peer: dict[str, Any], payloads: Iterable[bytes]) -> str | None:
     """Why by-value payloads from this client would be unsafe to load here, or None.
 
     cloudpickle serialises ``__main__`` functions and lambdas as bytecode, which is only
@@ -386,5 +385,4 @@ __all__ = [
     "resolve_pushes",
     "make_pool",
     "client_pickle_problem",
-    "__version__",
 ]

@@ -24,7 +24,6 @@ from leek.protocol import (
     NEED_DATA,
     REQUEST_OPS,
     TAG_SIZE,
-    ClientHello,
     Connection,
     Error,
     ErrorCode,
@@ -36,14 +35,13 @@ from leek.protocol import (
     Reply,
     Request,
     Role,
-    ServerHello,
     TaskRecord,
-    Welcome,
     decode_tasks,
     encode_tasks,
 )
 
 from .rawpeer import report_line
+from .test_protocol import pair as handshake_pair
 
 KEY = b"fuzz-secret-0123456789"
 CASES: Counter[str] = Counter()
@@ -98,14 +96,7 @@ chunkings = st.one_of(
 
 
 def pair() -> tuple[Connection, Connection]:
-    server, client = Connection(Role.SERVER, KEY), Connection(Role.CLIENT, KEY)
-    client.receive_data(server.start())
-    assert isinstance(client.next_event(), ServerHello)
-    server.receive_data(client.hello({"python": "3"}))
-    assert isinstance(server.next_event(), ClientHello)
-    client.receive_data(server.send(Welcome({})))
-    assert isinstance(client.next_event(), Welcome)
-    return server, client
+    return handshake_pair(KEY, KEY)
 
 
 def pieces(data: bytes, chunking: object) -> Iterator[bytes]:
