@@ -73,6 +73,7 @@ class Leekd:
         self.stopped = threading.Event()  # set once a stop has finished
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
 
     # ---- what the server reports
 
@@ -113,6 +114,7 @@ class Leekd:
             "store": {
                 "healthy": self.store.healthy if self.store else True,
                 "commits": self.store.commits if self.store else 0,
+                "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
         }
@@ -189,6 +191,22 @@ class Leekd:
                 QueuedTask.objects.filter(pk=row.pk).update(state="failed")
                 self.poisoned += 1
                 log.error("task %d %s: %s; recorded as failed", row.pk, row.name, message)
+
+    def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
+        """On the event loop: commit with every other push read in this loop turn.
+
+        The commit runs as the loop's next callback, after the turn's reads, so each turn's
+        pushes share one transaction: group commit sized by what arrived, with no timer.
+        """
+        assert self._loop is not None
+        if not self._turn:
+            self._loop.call_soon(self._commit_turn)
+        self._turn.append((records, token))
+
+    def _commit_turn(self) -> None:
+        turn, self._turn = self._turn, []
+        assert self.store is not None
+        self.store.commit_here(turn, resolve_pushes)
 
     def _new_worker(self) -> Worker:
         assert self.store is not None

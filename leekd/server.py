@@ -1,8 +1,10 @@
 """The asyncio transport: bytes → protocol events → ``handle_*`` → answers, in order.
 
-The event loop never touches the database or task code: pushes go to the store's writer
-thread and come back as answers once committed; status reads run in a small thread pool.
-Each connection answers its requests in the order they arrived, so clients may pipeline.
+The event loop never runs task code and never waits on the database: the pushes read in
+one loop turn are committed together, by the loop itself when that cannot block (see
+``store.py``) and otherwise by the store's writer thread, and answered once committed;
+status reads run in a small thread pool. Each connection answers its requests in the order
+they arrived, so clients may pipeline.
 """
 
 from __future__ import annotations
@@ -239,8 +241,7 @@ class LeekConnection(asyncio.Protocol):
             slot.event = Error(ErrorCode.VERSION, problem)
             self.flush()
             return
-        assert self.app.store is not None
-        self.app.store.submit_push(event.tasks, (self, slot))
+        self.app.push(event.tasks, (self, slot))
 
     def _reply(self, data: Any) -> None:
         self._answer(_Slot(Reply(data)))

@@ -6,6 +6,14 @@ transaction, so a busy server commits thousands of pushes at once and an idle on
 single push at once, with no timer adding latency. A push is answered only after its row
 is committed; only then does its task enter the in-memory queue.
 
+The fast path: where a commit cannot wait on a disk or a lock (SQLite in WAL mode with
+``synchronous`` NORMAL or OFF: a commit appends to the log and syncs nothing), the event
+loop commits the pushes of one loop turn itself, through the writer's connection and under
+the same lock, with SQLite's busy timeout at zero. Handing a push to the writer thread and
+its answer back costs two thread wake-ups, several times the commit itself; anything the
+fast path cannot do at once (the writer is mid-commit, the database is locked or failing)
+goes to the writer as before, and nothing has been answered by then.
+
 When a write fails (database locked or down), pushes in that batch are refused, outcomes
 are kept in memory and written again on the next turn, and the thread goes on.
 """
@@ -17,6 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +44,7 @@ log = logging.getLogger("leekd.store")
 INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
 OUTCOME_DELAY = 0.005  # seconds a batch of outcomes alone may wait to join a push's commit
-OUTCOME_BATCH = 1000  # ... unless this many have gathered
+_OUTCOMES = object()  # on the writer's queue: "outcomes are waiting in their deque"
 _TASK_COLUMNS = (
     "queue", "name", "args_preview", "payload", "state", "enqueued_at",
     "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
@@ -71,15 +80,22 @@ class Store:
         self.work = work
         self.on_pushed = on_pushed
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pending_outcomes: list[Outcome] = []
+        self._pending_outcomes: list[Outcome] = []  # written when the database is back
+        self._outcomes: deque[Outcome] = deque()  # from the workers, for the next commit
+        self._signalled = False  # an _OUTCOMES marker is on its way to the writer
         self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
         self._stopping = threading.Event()
         self._db: Any = None  # the writer thread's DatabaseWrapper
         self._tuned: Any = None  # the raw SQLite connection whose autocheckpoint is off
+        self._lock = threading.Lock()  # one commit at a time, whichever thread makes it
+        self._fast: Any = None  # that connection, when the event loop may commit on it too
+        self._busy_ms = 0  # its busy timeout for the writer thread, which may wait
+        self._waits = True  # whether that timeout is set (the fast path sets zero)
         self._checkpointer: Checkpointer | None = None
         self.healthy = True
         self.last_error = ""
         self.commits = 0
+        self.commits_on_loop = 0  # of those, made by the fast path
         self.written = 0
 
     # ---- called from other threads
@@ -102,7 +118,11 @@ class Store:
         self._ops.put(_PushOp(records, token, retry_of))
 
     def submit_outcome(self, outcome: Outcome) -> None:
-        self._ops.put(outcome)
+        """Outcomes wait in a deque; the writer is woken once per batch, not once per task."""
+        self._outcomes.append(outcome)
+        if not self._signalled:
+            self._signalled = True
+            self._ops.put(_OUTCOMES)
 
     def stop(self, timeout: float) -> bool:
         """Write what is pending and end the thread; False if it did not finish in time."""
@@ -116,7 +136,7 @@ class Store:
 
     @property
     def backlog(self) -> int:
-        return self._ops.qsize() + len(self._pending_outcomes)
+        return self._ops.qsize() + len(self._pending_outcomes) + len(self._outcomes)
 
     # ---- the writer thread
 
@@ -125,12 +145,18 @@ class Store:
         # ``connection`` proxy costs a thread-local lookup, a dozen of them per commit.
         self._db = connections[DEFAULT_DB_ALIAS]
         retry_wait = 0.05
+        if self._db.vendor == "sqlite":
+            try:
+                with self._lock, self._db.wrap_database_errors:
+                    self._sqlite()  # opens the fast path before the first push
+            except DatabaseError:
+                pass  # the first write reports it
         try:
             while True:
                 ops = self._collect(retry_wait if self._pending_outcomes else None)
                 ok = self._write(ops)
                 retry_wait = 0.05 if ok else min(retry_wait * 2, 2.0)
-                if self._stopping.is_set() and self._ops.empty():
+                if self._stopping.is_set() and self._ops.empty() and not self._outcomes:
                     if not self._pending_outcomes:
                         break
                     if not ok:
@@ -142,74 +168,154 @@ class Store:
                         )
                         break
         finally:
-            self._db.close()
+            with self._lock:
+                self._fast = None
+                self._db.close()
 
     def _collect(self, timeout: float | None) -> list[Any]:
         """Everything that arrived meanwhile (waiting up to ``timeout`` for the first op).
 
-        A batch of outcomes alone may wait up to OUTCOME_DELAY for more: nobody is waiting on
-        them, and folding them into the next push's commit saves a commit per task when
-        pushes trickle in one at a time. A batch with a push is never held back.
+        Outcomes alone wait up to OUTCOME_DELAY for a push to share their commit: nobody is
+        waiting on them, and when pushes trickle in one at a time this saves a commit per
+        task. A batch with a push is never held back.
         """
         ops: list[Any] = []
         try:
             first = self._ops.get(timeout=timeout)
         except queue.Empty:
             return ops
-        if first is not None:
+        stop = first is None
+        if first is not None and first is not _OUTCOMES:
             ops.append(first)
-        self._drain(ops)
-        if any(isinstance(op, _PushOp) for op in ops) or not ops or self._stopping.is_set():
-            return ops
-        deadline = time.monotonic() + OUTCOME_DELAY
-        while len(ops) < OUTCOME_BATCH:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                op = self._ops.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if op is None:
-                break  # stop requested
-            ops.append(op)
-            if isinstance(op, _PushOp):
-                self._drain(ops)
-                break
+        stop = self._drain(ops) or stop
+        if not ops and not stop and not self._stopping.is_set():
+            deadline = time.monotonic() + OUTCOME_DELAY
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    op = self._ops.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if op is None:
+                    break  # stop requested
+                if op is not _OUTCOMES:
+                    ops.append(op)
+                    self._drain(ops)
+                    break
+        self._signalled = False  # before taking them: a later outcome signals again
+        self._take_outcomes(ops)
         return ops
 
-    def _drain(self, ops: list[Any]) -> None:
-        n = 0
+    def _drain(self, ops: list[Any]) -> bool:
+        """Add what is queued to ``ops``; True if that included the stop request."""
+        n, stop = 0, False
         while n < MAX_BATCH:
             try:
                 op = self._ops.get_nowait()
             except queue.Empty:
-                return
-            if op is not None:
+                break
+            if op is None:
+                stop = True
+            elif op is not _OUTCOMES:
                 ops.append(op)
                 n += len(op.records) if isinstance(op, _PushOp) else 1
+        return stop
+
+    def _take_outcomes(self, ops: list[Any]) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                ops.append(self._outcomes.popleft())
+            except IndexError:
+                return
+        if not self._signalled:  # more than one batch: the next turn takes the rest
+            self._signalled = True
+            self._ops.put(_OUTCOMES)
 
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
         outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
         if not pushes and not outcomes:
             return True
-        now = timezone.now()
-        try:
-            # The writer keeps its one connection (no close_old_connections here: with
-            # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
-            with self._transaction() as (cur, ph):
-                ids = [self._insert_tasks(cur, ph, op.records, now, op.retry_of) for op in pushes]
-                self._write_outcomes(cur, ph, outcomes)
-        except DatabaseError as exc:
-            self._failed(exc, pushes, outcomes)
-            return False
+        # The writer keeps its one connection (no close_old_connections here: with
+        # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
+        with self._lock:
+            try:
+                ids = self._commit(pushes, outcomes)
+            except DatabaseError as exc:
+                self._failed(exc, pushes, outcomes)
+                return False
         self._pending_outcomes = []
-        self.commits += 1
-        self.written += sum(len(i) for i in ids) + len(outcomes)
         if not self.healthy:
             log.warning("database writable again; %d outcomes written", len(outcomes))
         self.healthy, self.last_error = True, ""
+        self._settle(pushes, ids, self.on_pushed)
+        return True
+
+    def commit_here(
+        self, pushes: Sequence[tuple[Sequence[TaskRecord], Any]], answer: PushDone
+    ) -> None:
+        """Commit pushes on the calling thread if that cannot block, else hand them to the writer.
+
+        For the event loop: ``answer`` is called here, on this thread, once they are
+        committed. Outcomes stay with the writer, so a turn's pushes are usually a single
+        ``INSERT``, committed on its own. When the fast path is closed, the writer is busy,
+        or the database is locked or failing, the pushes go to the writer's queue untouched
+        and ``on_pushed`` answers them later.
+        """
+        ops: list[Any] = [_PushOp(records, token) for records, token in pushes]
+        raw = self._fast
+        if (
+            raw is None
+            or not self.healthy
+            or self._stopping.is_set()
+            or not self._lock.acquire(blocking=False)
+        ):
+            self._hand_over(ops)
+            return
+        try:
+            if raw is not self._fast:  # the writer dropped it meanwhile
+                self._hand_over(ops)
+                return
+            try:
+                if self._waits:
+                    raw.execute("PRAGMA busy_timeout=0")
+                    self._waits = False
+                ids = self._commit(ops, [], raw)
+            except (DatabaseError, sqlite3.Error):
+                self._hand_over(ops)  # locked, say: the writer waits and reports
+                return
+            self.commits_on_loop += 1
+        finally:
+            self._lock.release()
+        self._settle(ops, ids, answer)
+
+    def _hand_over(self, ops: list[_PushOp]) -> None:
+        for op in ops:
+            self._ops.put(op)
+
+    def _commit(
+        self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
+    ) -> list[list[int]]:
+        """One transaction with every push and outcome; the new ids per push. Hold ``_lock``."""
+        records = [r for op in pushes for r in op.records]
+        retry_of = None
+        if any(op.retry_of for op in pushes):
+            retry_of = [x for op in pushes for x in (op.retry_of or [None] * len(op.records))]
+        # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
+        # driver, each of which gives up and takes back the GIL.
+        single = not outcomes and len(records) <= INSERT_CHUNK
+        with self._transaction(raw, single) as (cur, ph):
+            flat = self._insert_tasks(cur, ph, records, timezone.now(), retry_of)
+            self._write_outcomes(cur, ph, outcomes)
+        self.commits += 1
+        self.written += len(flat) + len(outcomes)
+        ids, k = [], 0
+        for op in pushes:
+            ids.append(flat[k : k + len(op.records)])
+            k += len(op.records)
+        return ids
+
+    def _settle(self, pushes: list[_PushOp], ids: list[list[int]], answer: PushDone) -> None:
+        """After a commit: queue the new jobs, answer their pushes, wake the workers."""
         jobs = [
             Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout)
             for op, op_ids in zip(pushes, ids, strict=True)
@@ -219,40 +325,58 @@ class Store:
         # after it: the clients wait on the answer, the workers can wait a moment.
         queued = self.work.put_many(jobs, wake=False)
         if pushes:
-            self.on_pushed([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
+            answer([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
         self.work.wake(queued)
-        return True
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[Any, str]]:
+    def _transaction(self, raw: Any = None, single: bool = False) -> Iterator[tuple[Any, str]]:
         """One transaction; yields a cursor and its placeholder.
 
         On SQLite this talks to the driver directly (``BEGIN IMMEDIATE`` … ``COMMIT``):
         Django's cursor wrapper and atomic() cost more than the commit itself on this path.
-        Other databases go through Django's transaction and cursor.
+        ``single`` says the body runs one statement, which SQLite then commits by itself.
+        Other databases go through Django's transaction and cursor. ``raw`` is the fast
+        path's connection, already open; without it this is the writer thread.
         """
-        if self._db.vendor != "sqlite":
+        if raw is None and self._db.vendor != "sqlite":
             with transaction.atomic(), self._db.cursor() as cur:
                 yield cur, "%s"
             return
         with self._db.wrap_database_errors:
-            self._db.ensure_connection()
-            raw = self._db.connection
-            if raw is not self._tuned:
-                # Checkpoints (two fsyncs each) run in the checkpointer thread, not here.
-                raw.execute("PRAGMA wal_autocheckpoint=0")
-                self._tuned = raw
+            if raw is None:
+                raw = self._sqlite()
+                if not self._waits:
+                    raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+                    self._waits = True
             cur = raw.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            if not single:
+                cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur, "?"
+                if raw.in_transaction:  # always, unless ``single``: then it committed
+                    cur.execute("COMMIT")
             except BaseException:
-                raw.rollback()
+                if raw.in_transaction:
+                    raw.rollback()
                 raise
-            else:
-                cur.execute("COMMIT")
             finally:
                 cur.close()
+
+    def _sqlite(self) -> Any:
+        """The writer's raw SQLite connection, opened and tuned on first use. Hold ``_lock``."""
+        self._db.ensure_connection()
+        raw = self._db.connection
+        if raw is not self._tuned:
+            # Checkpoints (two fsyncs each) run in the checkpointer thread, not here.
+            raw.execute("PRAGMA wal_autocheckpoint=0")
+            self._busy_ms = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            self._waits = True
+            mode = raw.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = raw.execute("PRAGMA synchronous").fetchone()[0]
+            # OFF is 0, NORMAL 1: in WAL mode neither syncs on commit, so it cannot stall.
+            self._fast = raw if str(mode).lower() == "wal" and sync <= 1 else None
+            self._tuned = raw
+        return raw
 
     def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
         self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
@@ -263,6 +387,7 @@ class Store:
             len(outcomes),
         )
         self._pending_outcomes = outcomes
+        self._fast = None
         try:
             self._db.close()  # reconnect on the next turn
         except DatabaseError:
@@ -292,7 +417,8 @@ class Store:
                     0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
                 )  # fmt: skip
             cur.execute(head + ", ".join([row] * len(chunk)) + " RETURNING id", params)
-            got = [row_[0] for row_ in cur.fetchall()]
+            # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
+            got = sorted(row_[0] for row_ in cur.fetchall())
             if len(got) != len(chunk):
                 raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
             ids += got
