@@ -124,9 +124,13 @@ class Error:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskRecord:
-    """One task as it travels: options in the clear, the call as opaque pickle bytes."""
+    """One task as it travels: options in the clear, the call as opaque pickle bytes.
+
+    Not frozen, unlike the events: one is made per task on both sides, and a frozen
+    dataclass's ``__init__`` costs five times as much.
+    """
 
     name: str
     payload: bytes

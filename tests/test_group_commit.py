@@ -98,3 +98,18 @@ def test_default_leekd_run_commits_on_the_loop(leekd_proc):
         for _ in range(5):
             c.push(tasks.noop)
         assert c.stats()["store"]["commits_on_loop"] > 0
+
+
+def test_datetimes_are_written_as_django_writes_them(server):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from django.db import connection
+
+    ops = connection.ops
+    assert server.store._utc_text  # embedded SQLite: the short way is taken
+    for value in (
+        datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: str() drops them
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+    ):
+        assert server.store._adapt(value) == ops.adapt_datetimefield_value(value)
