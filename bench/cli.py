@@ -142,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
     rounds: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     ok = False
     try:
+        from bench.floor import measure
+
+        note("floor: a bare Python echo round trip over loopback")
+        floor = measure(args.latency_pushes * 2)
         for r in range(1, args.rounds + 1):
             for s in systems:
                 note(f"round {r}/{args.rounds}: {s.name}")
@@ -178,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
         print("  peers installed: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     m = machine()
     print(f"  machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, {m['platform']}")
+    print(
+        "  floor: a bare Python echo round trip over loopback, between two processes, p50 / "
+        f"p99 {floor['threaded']['p50']:.3f} / {floor['threaded']['p99']:.3f} ms with a "
+        f"blocking-socket server, {floor['asyncio']['p50']:.3f} / {floor['asyncio']['p99']:.3f} "
+        "ms with an asyncio one"
+    )
     errors = {name: sum(r.get("errors", 0) for r in rs) for name, rs in rounds.items()}
     if any(errors.values()):
         print(f"  refused pushes (not counted in the rates): {errors}")
@@ -205,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
                 if s.name != "leek"
             },
             "scale": scale,
+            "floor": floor,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")

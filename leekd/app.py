@@ -39,7 +39,7 @@ from .server import (
     make_pool,
     resolve_pushes,
 )
-from .store import Store
+from .store import OUTCOME_DELAY, Store
 from .watchdog import Watchdog
 from .workers import Worker
 
@@ -74,6 +74,7 @@ class Leekd:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
+        self._outcome_timer: asyncio.TimerHandle | None = None
 
     # ---- what the server reports
 
@@ -205,8 +206,24 @@ class Leekd:
 
     def _commit_turn(self) -> None:
         turn, self._turn = self._turn, []
-        assert self.store is not None
+        assert self.store is not None and self._loop is not None
         self.store.commit_here(turn, resolve_pushes)
+        # Outcomes due soon are committed now, just after these answers went out: while
+        # their clients read them and send again, rather than in the middle of a push.
+        timer = self._outcome_timer
+        if timer is not None and timer.when() - self._loop.time() < OUTCOME_DELAY / 2:
+            timer.cancel()
+            self._commit_outcomes()
+
+    def _outcomes_due(self) -> None:
+        """Outcomes are waiting: commit them in a while, with the ones that follow."""
+        if self._outcome_timer is None and self._loop is not None:
+            self._outcome_timer = self._loop.call_later(OUTCOME_DELAY, self._commit_outcomes)
+
+    def _commit_outcomes(self) -> None:
+        self._outcome_timer = None
+        assert self.store is not None
+        self.store.commit_here((), resolve_pushes)
 
     def _new_worker(self) -> Worker:
         assert self.store is not None
@@ -234,6 +251,7 @@ class Leekd:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
         self.store = Store(self.work, on_pushed)
+        self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)

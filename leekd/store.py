@@ -10,9 +10,11 @@ The fast path: where a commit cannot wait on a disk or a lock (SQLite in WAL mod
 ``synchronous`` NORMAL or OFF: a commit appends to the log and syncs nothing), the event
 loop commits the pushes of one loop turn itself, through the writer's connection and under
 the same lock, with SQLite's busy timeout at zero. Handing a push to the writer thread and
-its answer back costs two thread wake-ups, several times the commit itself; anything the
-fast path cannot do at once (the writer is mid-commit, the database is locked or failing)
-goes to the writer as before, and nothing has been answered by then.
+its answer back costs two thread wake-ups, several times the commit itself. Outcomes are
+then committed by the loop too, in batches (OUTCOME_DELAY), so the writer thread does not
+hold the lock a push needs. The loop waits at most LOCK_WAIT for that lock; anything the
+fast path cannot do (the writer is busy, the database is locked or failing) goes to the
+writer as before, and nothing has been answered by then.
 
 When a write fails (database locked or down), pushes in that batch are refused, outcomes
 are kept in memory and written again on the next turn, and the thread goes on.
@@ -20,6 +22,7 @@ are kept in memory and written again on the next turn, and the thread goes on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import sqlite3
@@ -44,6 +47,8 @@ log = logging.getLogger("leekd.store")
 INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
 OUTCOME_DELAY = 0.005  # seconds a batch of outcomes alone may wait to join a push's commit
+LOCK_WAIT = 0.002  # seconds the fast path waits for the writer to finish a commit
+LOOP_OUTCOMES = 2000  # outcomes per commit on the loop, which serves nothing meanwhile
 _OUTCOMES = object()  # on the writer's queue: "outcomes are waiting in their deque"
 _TASK_COLUMNS = (
     "queue", "name", "args_preview", "payload", "state", "enqueued_at",
@@ -82,7 +87,8 @@ class Store:
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_outcomes: list[Outcome] = []  # written when the database is back
         self._outcomes: deque[Outcome] = deque()  # from the workers, for the next commit
-        self._signalled = False  # an _OUTCOMES marker is on its way to the writer
+        self._signalled = False  # whoever commits outcomes has been told some are waiting
+        self.outcomes_due: Callable[[], object] | None = None  # tells the loop (fast path)
         self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
         self._stopping = threading.Event()
         self._db: Any = None  # the writer thread's DatabaseWrapper
@@ -120,11 +126,21 @@ class Store:
         self._ops.put(_PushOp(records, token, retry_of))
 
     def submit_outcome(self, outcome: Outcome) -> None:
-        """Outcomes wait in a deque; the writer is woken once per batch, not once per task."""
+        """Outcomes wait in a deque; their committer is told once per batch, not per task.
+
+        On the fast path that is the event loop (``outcomes_due``), so the writer never holds
+        the lock a push's commit needs; otherwise the writer.
+        """
         self._outcomes.append(outcome)
         if not self._signalled:
             self._signalled = True
-            self._ops.put(_OUTCOMES)
+            if self._fast is None or self.outcomes_due is None:
+                self._ops.put(_OUTCOMES)
+                return
+            try:
+                self.outcomes_due()
+            except RuntimeError:  # the loop has closed: leekd is stopping
+                self._ops.put(_OUTCOMES)
 
     def stop(self, timeout: float) -> bool:
         """Write what is pending and end the thread; False if it did not finish in time."""
@@ -203,7 +219,6 @@ class Store:
                     ops.append(op)
                     self._drain(ops)
                     break
-        self._signalled = False  # before taking them: a later outcome signals again
         self._take_outcomes(ops)
         return ops
 
@@ -222,13 +237,17 @@ class Store:
                 n += len(op.records) if isinstance(op, _PushOp) else 1
         return stop
 
-    def _take_outcomes(self, ops: list[Any]) -> None:
-        for _ in range(MAX_BATCH):
+    def _take_outcomes(self, ops: list[Any], limit: int = MAX_BATCH) -> None:
+        self._signalled = False  # before taking them: a later outcome signals again
+        for _ in range(limit):
             try:
                 ops.append(self._outcomes.popleft())
             except IndexError:
                 return
-        if not self._signalled:  # more than one batch: the next turn takes the rest
+        self._signal_writer()  # more than one batch: the writer takes the rest
+
+    def _signal_writer(self) -> None:
+        if self._outcomes and not self._signalled:
             self._signalled = True
             self._ops.put(_OUTCOMES)
 
@@ -255,21 +274,23 @@ class Store:
     def commit_here(
         self, pushes: Sequence[tuple[Sequence[TaskRecord], Any]], answer: PushDone
     ) -> None:
-        """Commit pushes on the calling thread if that cannot block, else hand them to the writer.
+        """Commit on the calling thread if that cannot block, else hand over to the writer.
 
-        For the event loop: ``answer`` is called here, on this thread, once they are
-        committed. Outcomes stay with the writer, so a turn's pushes are usually a single
-        ``INSERT``, committed on its own. When the fast path is closed, the writer is busy,
-        or the database is locked or failing, the pushes go to the writer's queue untouched
-        and ``on_pushed`` answers them later.
+        For the event loop, with a loop turn's pushes, or with none to commit the waiting
+        outcomes (after ``outcomes_due``). The two are separate commits, so a turn's pushes
+        are usually a single ``INSERT`` and pay for no outcomes. ``answer`` is called here,
+        on this thread, once the pushes are committed. When the fast path is closed, the
+        writer stays busy, or the database is locked or failing, everything goes to the
+        writer untouched, and ``on_pushed`` answers the pushes later.
         """
         ops: list[Any] = [_PushOp(records, token) for records, token in pushes]
+        outcomes: list[Outcome] = []
         raw = self._fast
         if (
             raw is None
             or not self.healthy
             or self._stopping.is_set()
-            or not self._lock.acquire(blocking=False)
+            or not self._lock.acquire(timeout=LOCK_WAIT)
         ):
             self._hand_over(ops)
             return
@@ -277,12 +298,15 @@ class Store:
             if raw is not self._fast:  # the writer dropped it meanwhile
                 self._hand_over(ops)
                 return
+            if not ops:
+                self._take_outcomes(outcomes, LOOP_OUTCOMES)
             try:
                 if self._waits:
                     raw.execute("PRAGMA busy_timeout=0")
                     self._waits = False
-                ids = self._commit(ops, [], raw)
+                ids = self._commit(ops, outcomes, raw)
             except (DatabaseError, sqlite3.Error):
+                self._outcomes.extendleft(reversed(outcomes))
                 self._hand_over(ops)  # locked, say: the writer waits and reports
                 return
             self.commits_on_loop += 1
@@ -291,8 +315,12 @@ class Store:
         self._settle(ops, ids, answer)
 
     def _hand_over(self, ops: list[_PushOp]) -> None:
+        """Give the writer what the fast path could not commit: these pushes, or the outcomes."""
         for op in ops:
             self._ops.put(op)
+        if not ops and self._outcomes:  # the loop was told of them: now the writer is
+            self._signalled = True
+            self._ops.put(_OUTCOMES)
 
     def _commit(
         self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
@@ -445,44 +473,91 @@ class Store:
         """
         if not outcomes:
             return
-        exists = f"WHERE EXISTS (SELECT 1 FROM leekd_queuedtask WHERE id = {ph})"
         adapt = self._adapt
-        ok = [o for o in outcomes if o.ok]
-        bad = [o for o in outcomes if not o.ok]
-        if ok:
-            cur.executemany(
-                "INSERT INTO leekd_successtask (task_id, finished_at, duration, attempts, result) "
-                f"SELECT {ph}, {ph}, {ph}, {ph}, {ph} {exists} ON CONFLICT DO NOTHING",
-                [
-                    (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result, o.job.id)
-                    for o in ok
-                ],
-            )
-        if bad:
-            cur.executemany(
-                "INSERT INTO leekd_failedtask (task_id, failed_at, attempts, exc_type, message, "
-                f"traceback) SELECT {ph}, {ph}, {ph}, {ph}, {ph}, {ph} {exists} "
-                "ON CONFLICT DO NOTHING",
-                [
-                    (
-                        o.job.id,
-                        adapt(o.finished_at),
-                        o.job.attempts,
-                        o.exc_type[:255],
-                        o.message,
-                        o.traceback,
-                        o.job.id,
-                    )
-                    for o in bad
-                ],
-            )
-        cur.executemany(
-            f"UPDATE leekd_queuedtask SET state = {ph}, attempts = {ph}, deaths = {ph} WHERE id = {ph}",
+        self._insert_outcomes(
+            cur,
+            ph,
+            "leekd_successtask (task_id, finished_at, duration, attempts, result)",
             [
-                ("succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths, o.job.id)
+                (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
                 for o in outcomes
+                if o.ok
             ],
         )
+        self._insert_outcomes(
+            cur,
+            ph,
+            "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback)",
+            [
+                (
+                    o.job.id,
+                    adapt(o.finished_at),
+                    o.job.attempts,
+                    o.exc_type[:255],
+                    o.message,
+                    o.traceback,
+                )
+                for o in outcomes
+                if not o.ok
+            ],
+        )
+        states = [
+            (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
+            for o in outcomes
+        ]
+        if ph != "?" or not _VALUES_TABLES:
+            cur.executemany(
+                f"UPDATE leekd_queuedtask SET state = {ph}, attempts = {ph}, deaths = {ph} "
+                f"WHERE id = {ph}",
+                [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
+            )
+            return
+        for start in range(0, len(states), INSERT_CHUNK):
+            chunk = states[start : start + INSERT_CHUNK]
+            cur.execute(
+                "UPDATE leekd_queuedtask SET state = v.column2, attempts = v.column3, "
+                f"deaths = v.column4 FROM (VALUES {_rows(4, len(chunk))}) AS v "
+                "WHERE leekd_queuedtask.id = v.column1",
+                [x for row in chunk for x in row],
+            )
+
+    def _insert_outcomes(self, cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert outcome rows (task id first) whose task row still exists.
+
+        On SQLite, one statement per chunk over a ``VALUES`` table: ``executemany`` steps
+        each row on its own, giving up and taking back the GIL every time.
+        """
+        if not rows:
+            return
+        width = len(rows[0])
+        exists = (
+            "WHERE EXISTS (SELECT 1 FROM leekd_queuedtask WHERE id = {}) ON CONFLICT DO NOTHING"
+        )
+        if ph != "?" or not _VALUES_TABLES:
+            marks = ", ".join([ph] * width)
+            cur.executemany(
+                f"INSERT INTO {target} SELECT {marks} {exists.format(ph)}",
+                [row + (row[0],) for row in rows],
+            )
+            return
+        columns = ", ".join(f"v.column{i}" for i in range(1, width + 1))
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            cur.execute(
+                f"INSERT INTO {target} SELECT {columns} FROM (VALUES {_rows(width, len(chunk))}) "
+                f"AS v {exists.format('v.column1')}",
+                [x for row in chunk for x in row],
+            )
+
+
+# UPDATE … FROM arrived in SQLite 3.33; before it, outcomes are written row by row.
+_VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _rows(width: int, count: int) -> str:
+    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
+    return ", ".join(["(" + ", ".join(["?"] * width) + ")"] * count)
 
 
 class Checkpointer(threading.Thread):

@@ -1,0 +1,94 @@
+"""The machine's floor: a bare Python echo round trip over loopback, between two processes.
+
+No push can be answered faster than the time a few bytes take to cross 127.0.0.1 to another
+process and back, so the benchmark measures that beside the systems: with a blocking
+socket server (the cheapest a Python server gets) and with an asyncio server (what leekd
+runs on), each answering in a subprocess of its own.
+
+``python -m bench.floor SERVER`` is that subprocess: it prints its port and echoes one
+connection until it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.drive import percentile
+
+MESSAGE = b"x" * 64  # about the size of an authenticated ping
+SERVERS = ("threaded", "asyncio")
+
+
+def serve_threaded() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        print(listener.getsockname()[1], flush=True)
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+
+def serve_asyncio() -> None:
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            done.set()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await done.wait()
+
+    done = asyncio.Event()
+    asyncio.run(main())
+
+
+def round_trips(server: str, count: int) -> dict[str, float]:
+    """p50/p99 in ms of ``count`` echo round trips to a fresh ``server`` subprocess."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.floor", server], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            lat = []
+            for i in range(count + count // 10):  # the first tenth warms up, uncounted
+                t = time.perf_counter()
+                sock.sendall(MESSAGE)
+                got = 0
+                while got < len(MESSAGE):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("the echo server closed the connection")
+                    got += len(chunk)
+                if i >= count // 10:
+                    lat.append(time.perf_counter() - t)
+        return {"p50": percentile(lat, 50) * 1000, "p99": percentile(lat, 99) * 1000}
+    finally:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(count: int = 2000) -> dict[str, dict[str, float]]:
+    return {server: round_trips(server, count) for server in SERVERS}
+
+
+if __name__ == "__main__":
+    {"threaded": serve_threaded, "asyncio": serve_asyncio}[sys.argv[1]]()
