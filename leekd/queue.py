@@ -50,22 +50,17 @@ class TaskQueue:
         self.stats = QueueStats()
         self.closed = False
 
-    def put_many(self, jobs: Iterable[Job], wake: bool = True) -> int:
-        """Queue jobs; ``wake=False`` leaves the workers asleep until ``wake()``."""
+    def put_many(self, jobs: Iterable[Job]) -> int:
+        """Queue jobs and wake as many workers."""
         with self._cond:
             n = 0
             for job in jobs:
                 self._ready.append(job)
                 self.stats.waiting[job.queue] += 1
                 n += 1
-            if n and wake:
+            if n:
                 self._cond.notify(n)
         return n
-
-    def wake(self, n: int) -> None:
-        if n:
-            with self._cond:
-                self._cond.notify(n)
 
     def put(self, job: Job) -> None:
         self.put_many((job,))

@@ -157,7 +157,8 @@ def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
         f"{stats.get('waiting', 0)} waiting, {stats.get('handled', 0)} handled since start, "
         f"{stats.get('recovered', 0)} recovered at start; database "
         f"{'ok' if store.get('healthy', True) else 'FAILING'}, {store.get('commits', 0)} "
-        f"commits, {store.get('backlog', 0)} writes pending",
+        f"commits ({store.get('commits_on_loop', 0)} on the event loop), "
+        f"{store.get('backlog', 0)} writes pending",
     )
     queues = stats.get("queues", {})
     if not queues:

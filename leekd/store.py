@@ -268,7 +268,7 @@ class Store:
         if not self.healthy:
             log.warning("database writable again; %d outcomes written", len(outcomes))
         self.healthy, self.last_error = True, ""
-        self._settle(pushes, ids, self.on_pushed)
+        self._settle(pushes, ids, self.on_pushed, on_loop=False)
         return True
 
     def commit_here(
@@ -312,7 +312,7 @@ class Store:
             self.commits_on_loop += 1
         finally:
             self._lock.release()
-        self._settle(ops, ids, answer)
+        self._settle(ops, ids, answer, on_loop=True)
 
     def _hand_over(self, ops: list[_PushOp]) -> None:
         """Give the writer what the fast path could not commit: these pushes, or the outcomes."""
@@ -344,19 +344,27 @@ class Store:
             k += len(op.records)
         return ids
 
-    def _settle(self, pushes: list[_PushOp], ids: list[list[int]], answer: PushDone) -> None:
-        """After a commit: queue the new jobs, answer their pushes, wake the workers."""
-        jobs = [
+    def _settle(
+        self, pushes: list[_PushOp], ids: list[list[int]], answer: PushDone, on_loop: bool
+    ) -> None:
+        """After a commit: answer the pushes, queue their jobs, wake the workers.
+
+        On the loop the answers go out first: nothing else runs on the loop before the jobs
+        are queued, so a client asking ``waiting`` right after its answer still sees them.
+        From the writer thread the answers are only scheduled, so the jobs are queued first.
+        """
+        answers: list[tuple[Any, list[int] | Exception]] = [
+            (op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)
+        ]
+        if on_loop and answers:
+            answer(answers)
+        self.work.put_many(
             Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout)
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
-        ]
-        # Queued before the answer (so ``waiting`` counts them), but the workers are woken
-        # after it: the clients wait on the answer, the workers can wait a moment.
-        queued = self.work.put_many(jobs, wake=False)
-        if pushes:
-            answer([(op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)])
-        self.work.wake(queued)
+        )
+        if not on_loop and answers:
+            answer(answers)
 
     @contextmanager
     def _transaction(self, raw: Any = None, single: bool = False) -> Iterator[tuple[Any, str]]:
@@ -457,6 +465,10 @@ class Store:
                     r.queue, r.name, r.preview, r.payload, "queued", when,
                     0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
                 )  # fmt: skip
+            if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
+                cur.execute(head + row, params)
+                ids.append(cur.lastrowid)
+                continue
             cur.execute(head + ", ".join([row] * len(chunk)) + " RETURNING id", params)
             # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
             got = sorted(row_[0] for row_ in cur.fetchall())

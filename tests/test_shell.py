@@ -76,7 +76,7 @@ def test_stats_table_and_json(server, client, run):
     assert table["default"] == ["0", "0", "1", "1", "0"]
     assert table["mail"] == ["0", "0", "1", "0", "0"]
     assert table["(all)"] == ["0", "0", "2", "1", "0"]
-    assert "3 handled since start" in out
+    assert "3 handled since start" in out and "on the event loop)" in out
 
     code, out, _ = run("--port", server.port, "stats", "--json")
     data = json.loads(out)
