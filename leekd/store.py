@@ -1,23 +1,25 @@
-"""The database writer: one thread, group commit.
+"""Group commit: how pushes and outcomes reach the database.
 
-Everything that must reach the database (new tasks, outcomes) goes through one queue to one
-thread. Each turn takes *everything that arrived meanwhile* and writes it in one
-transaction, so a busy server commits thousands of pushes at once and an idle one commits a
-single push at once, with no timer adding latency. A push is answered only after its row
-is committed; only then does its task enter the in-memory queue.
+Each commit takes *everything that arrived meanwhile* and writes it in one transaction, so
+a busy server commits thousands of pushes at once and an idle one commits a single push at
+once, with no timer adding latency. A push is answered only after its row is committed;
+only then does its task enter the in-memory queue.
 
-The fast path: where a commit cannot wait on a disk or a lock (SQLite in WAL mode with
-``synchronous`` NORMAL or OFF: a commit appends to the log and syncs nothing), the event
-loop commits the pushes of one loop turn itself, through the writer's connection and under
-the same lock, with SQLite's busy timeout at zero. Handing a push to the writer thread and
-its answer back costs two thread wake-ups, several times the commit itself. Outcomes are
-then committed by the loop too, in batches (OUTCOME_DELAY), so the writer thread does not
-hold the lock a push needs. The loop waits at most LOCK_WAIT for that lock; anything the
-fast path cannot do (the writer is busy, the database is locked or failing) goes to the
-writer as before, and nothing has been answered by then.
+Two places commit, one at a time (``_lock``):
 
-When a write fails (database locked or down), pushes in that batch are refused, outcomes
-are kept in memory and written again on the next turn, and the thread goes on.
+- The event loop, on the fast path: where a commit cannot wait on a disk or a lock (SQLite
+  in WAL mode with ``synchronous`` NORMAL or OFF, where a commit appends to the log and
+  syncs nothing), the loop commits the pushes of each loop turn itself, with SQLite's busy
+  timeout at zero. Handing a push to a thread and its answer back costs two thread
+  wake-ups, several times the commit itself. Outcomes are committed by the loop too, in
+  batches (OUTCOME_DELAY), so no other thread holds the lock a push needs; the loop waits
+  at most LOCK_WAIT for it.
+- The writer thread: everything else (PostgreSQL, ``synchronous=FULL``, retries pushed by
+  maintenance) and whatever the fast path could not do at once (the lock was busy, the
+  database locked or failing), untouched and unanswered. It may wait on the database.
+
+When the writer's commit fails (database locked or down), the pushes in it are refused,
+outcomes are kept in memory and written again on the next turn, and the thread goes on.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ log = logging.getLogger("leekd.store")
 
 INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
-OUTCOME_DELAY = 0.005  # seconds a batch of outcomes alone may wait to join a push's commit
+OUTCOME_DELAY = 0.005  # seconds an outcome waits for others to share its commit
 LOCK_WAIT = 0.002  # seconds the fast path waits for the writer to finish a commit
 LOOP_OUTCOMES = 2000  # outcomes per commit on the loop, which serves nothing meanwhile
 _OUTCOMES = object()  # on the writer's queue: "outcomes are waiting in their deque"
@@ -300,6 +302,8 @@ class Store:
                 return
             if not ops:
                 self._take_outcomes(outcomes, LOOP_OUTCOMES)
+                if not outcomes:
+                    return  # the writer took them meanwhile
             try:
                 if self._waits:
                     raw.execute("PRAGMA busy_timeout=0")
