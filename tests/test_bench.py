@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -49,5 +50,8 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
         line = next((ln for ln in done.stdout.splitlines() if name in ln), None)
         assert line is not None, f"{name!r} missing from:\n{done.stdout}"
         assert re.search(r"\d[\d,]*(\.\d+)?\s*($|\S)", line.split(name, 1)[1]), line
+    floor = next((ln for ln in done.stdout.splitlines() if "floor:" in ln), "")
+    assert re.search(r"p50 / p99 \d+\.\d+ / \d+\.\d+ ms", floor), done.stdout
     assert out_json.exists()
+    assert set(json.loads(out_json.read_text())["floor"]) == {"threaded", "asyncio"}
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
