@@ -3,32 +3,42 @@
 No push can be answered faster than the time a few bytes take to cross 127.0.0.1 to another
 process and back, so the benchmark measures that beside the systems: with a blocking
 socket server (the cheapest a Python server gets) and with an asyncio server (what leekd
-runs on), each answering in a subprocess of its own.
+runs on), each answering in a subprocess of its own; and, for comparison, the blocking
+server on a Unix-domain socket (leekd's ``--unix``).
 
-``python -m bench.floor SERVER`` is that subprocess: it prints its port and echoes one
-connection until it closes.
+``python -m bench.floor SERVER [PATH]`` is that subprocess: it prints its address and
+echoes one connection until it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 from bench.drive import percentile
 
 MESSAGE = b"x" * 64  # about the size of an authenticated ping
-SERVERS = ("threaded", "asyncio")
+SERVERS = ("threaded", "asyncio", "unix")
 
 
-def serve_threaded() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        print(listener.getsockname()[1], flush=True)
+def serve_threaded(unix: str | None = None) -> None:
+    if unix:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(unix)
+        listener.listen()
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        print(listener.getsockname() if unix else listener.getsockname()[1], flush=True)
         conn, _ = listener.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not unix:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
             while data := conn.recv(65536):
                 conn.sendall(data)
@@ -57,14 +67,25 @@ def serve_asyncio() -> None:
 
 def round_trips(server: str, count: int) -> dict[str, float]:
     """p50/p99 in ms of ``count`` echo round trips to a fresh ``server`` subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return _round_trips(server, count, os.path.join(tmp, "echo.sock"))
+
+
+def _round_trips(server: str, count: int, path: str) -> dict[str, float]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.floor", server], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.floor", server, path], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        address = proc.stdout.readline().strip()
+        if server == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(address)
+        else:
+            sock = socket.create_connection(("127.0.0.1", int(address)), timeout=10)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with sock:
             lat = []
             for i in range(count + count // 10):  # the first tenth warms up, uncounted
                 t = time.perf_counter()
@@ -91,4 +112,9 @@ def measure(count: int = 2000) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    {"threaded": serve_threaded, "asyncio": serve_asyncio}[sys.argv[1]]()
+    if sys.argv[1] == "unix":
+        serve_threaded(sys.argv[2])
+    elif sys.argv[1] == "threaded":
+        serve_threaded()
+    else:
+        serve_asyncio()

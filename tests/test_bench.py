@@ -53,5 +53,5 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
     floor = next((ln for ln in done.stdout.splitlines() if "floor:" in ln), "")
     assert re.search(r"p50 / p99 \d+\.\d+ / \d+\.\d+ ms", floor), done.stdout
     assert out_json.exists()
-    assert set(json.loads(out_json.read_text())["floor"]) == {"threaded", "asyncio"}
+    assert set(json.loads(out_json.read_text())["floor"]) == {"threaded", "asyncio", "unix"}
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
