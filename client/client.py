@@ -52,6 +52,7 @@ from .transport import client_tls_context, open_socket
 
 _RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
+_forks = 0  # forks between the first process and this one: a socket from before is a parent's
 
 
 def client_info() -> dict[str, Any]:
@@ -107,7 +108,7 @@ class Client:
         self._lock = threading.RLock()
         self._sock: socket.socket | None = None
         self._conn: Connection | None = None
-        self._pid = os.getpid()
+        self._forks = _forks  # which process made the socket, without a getpid() per call
         self.server_info: dict[str, Any] = {}
 
     @property
@@ -126,9 +127,10 @@ class Client:
         **options: Any,
     ) -> int:
         """Queue ``fn(*args, **kwargs)``; returns its id once leekd has committed it."""
-        unknown = set(options) - {"queue", "max_retries", "timeout"}
-        if unknown:
-            raise TypeError(f"unknown push options: {', '.join(sorted(unknown))}")
+        if options:
+            unknown = set(options) - {"queue", "max_retries", "timeout"}
+            if unknown:
+                raise TypeError(f"unknown push options: {', '.join(sorted(unknown))}")
         record = make_record(fn, tuple(args), kwargs, **options)
         return self.push_records([record])[0]
 
@@ -208,14 +210,14 @@ class Client:
     # ---- transport
 
     def _drop(self) -> None:
-        if self._sock is not None and self._pid == os.getpid():
+        if self._sock is not None and self._forks == _forks:
             try:
                 self._sock.close()
             except OSError:
                 pass
         self._sock = None
         self._conn = None
-        self._pid = os.getpid()
+        self._forks = _forks
 
     def _stale(self) -> bool:
         """True if the idle connection was closed by the server (say, it restarted)."""
@@ -231,9 +233,9 @@ class Client:
 
     def _roundtrip(self, events: list[Any]) -> list[Any]:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._forks != _forks:
                 self._sock, self._conn = None, None  # the parent's socket: leave it alone
-                self._pid = os.getpid()
+                self._forks = _forks
             if self._sock is not None and self._stale():
                 self._drop()
             fresh = self._sock is None
@@ -260,8 +262,10 @@ class Client:
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
-        data = b"".join(self._conn.send(e) for e in events)
-        self._sock.sendall(data)
+        if len(events) == 1:
+            self._sock.sendall(self._conn.send(events[0]))
+        else:
+            self._sock.sendall(b"".join([self._conn.send(e) for e in events]))
         replies = []
         for _ in events:
             event = self._read_event()
@@ -315,7 +319,7 @@ class Client:
         )
         sock.settimeout(self.timeout)
         self._sock, self._conn = sock, Connection(Role.CLIENT, secret.key, self.max_frame)
-        self._pid = os.getpid()
+        self._forks = _forks
         try:
             hello = self._read_event()
             if isinstance(hello, Error):
@@ -358,11 +362,12 @@ def get_client() -> Client:
 
 
 def _reset_after_fork() -> None:
-    global _default, _default_lock
+    global _default, _default_lock, _forks
+    _forks += 1
     _default_lock = threading.Lock()
     if _default is not None:
         _default._sock, _default._conn = None, None
-        _default._pid = os.getpid()
+        _default._forks = _forks
         _default._lock = threading.RLock()
 
 
