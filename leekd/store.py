@@ -56,6 +56,7 @@ _TASK_COLUMNS = (
     "queue", "name", "args_preview", "payload", "state", "enqueued_at",
     "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
 )  # fmt: skip
+_INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
 
 
 @dataclass(slots=True)
@@ -248,8 +249,10 @@ class Store:
                 return
         self._signal_writer()  # more than one batch: the writer takes the rest
 
-    def _signal_writer(self) -> None:
-        if self._outcomes and not self._signalled:
+    def _signal_writer(self, force: bool = False) -> None:
+        """Tell the writer outcomes are waiting, unless someone was told already (``force``:
+        told, but it was the loop, which could not write them)."""
+        if self._outcomes and (force or not self._signalled):
             self._signalled = True
             self._ops.put(_OUTCOMES)
 
@@ -322,9 +325,8 @@ class Store:
         """Give the writer what the fast path could not commit: these pushes, or the outcomes."""
         for op in ops:
             self._ops.put(op)
-        if not ops and self._outcomes:  # the loop was told of them: now the writer is
-            self._signalled = True
-            self._ops.put(_OUTCOMES)
+        if not ops:
+            self._signal_writer(force=True)
 
     def _commit(
         self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
@@ -458,8 +460,6 @@ class Store:
         retry_of: Sequence[int | None] | None,
     ) -> list[int]:
         when = self._adapt(now)
-        head = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
-        row = "(" + ", ".join([ph] * len(_TASK_COLUMNS)) + ")"
         ids: list[int] = []
         for start in range(0, len(records), INSERT_CHUNK):
             chunk = records[start : start + INSERT_CHUNK]
@@ -469,11 +469,12 @@ class Store:
                     r.queue, r.name, r.preview, r.payload, "queued", when,
                     0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
                 )  # fmt: skip
+            values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
             if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
-                cur.execute(head + row, params)
+                cur.execute(values, params)
                 ids.append(cur.lastrowid)
                 continue
-            cur.execute(head + ", ".join([row] * len(chunk)) + " RETURNING id", params)
+            cur.execute(values + " RETURNING id", params)
             # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
             got = sorted(row_[0] for row_ in cur.fetchall())
             if len(got) != len(chunk):
@@ -571,9 +572,9 @@ _VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 @functools.lru_cache(maxsize=256)
-def _rows(width: int, count: int) -> str:
+def _rows(width: int, count: int, ph: str = "?") -> str:
     """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
-    return ", ".join(["(" + ", ".join(["?"] * width) + ")"] * count)
+    return ", ".join(["(" + ", ".join([ph] * width) + ")"] * count)
 
 
 class Checkpointer(threading.Thread):
