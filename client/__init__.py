@@ -1,9 +1,7 @@
 """leek: push tasks to leekd, durably, from Django or plain Python."""
 
-__version__ = "0.1.0"
-
-from .client import Client, get_client, push, push_many, push_task_to_queue  # noqa: E402
-from .errors import (  # noqa: E402
+from .client import Client, get_client, push, push_many, push_task_to_queue
+from .errors import (
     LeekAuthError,
     LeekConfigError,
     LeekConnectionError,
@@ -13,7 +11,8 @@ from .errors import (  # noqa: E402
     LeekUnavailable,
     LeekVersionError,
 )
-from .tasks import task  # noqa: E402
+from .tasks import task
+from .version import __version__ as __version__
 
 __all__ = [
     "Client",

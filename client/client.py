@@ -18,7 +18,6 @@ from typing import Any
 
 import cloudpickle
 
-from . import __version__
 from .conf import resolve_address, resolve_secret, resolve_transport
 from .errors import (
     LeekAuthError,
@@ -47,8 +46,9 @@ from .protocol import (
     TaskRecord,
     Welcome,
 )
-from .tasks import make_record
+from .records import make_record
 from .transport import client_tls_context, open_socket
+from .version import __version__
 
 _RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size

@@ -28,319 +28,72 @@ Errors: ``ProtocolError`` means the peer broke these rules (its ``code`` says ho
 
 from __future__ import annotations
 
-import enum
-import functools
 import hashlib
 import hmac
-import json
 import os
-import struct
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSION = 1
-MAGIC = b"LEEK"
-NONCE_SIZE = 16
-TAG_SIZE = 32
-DEFAULT_MAX_FRAME = 16 * 1024 * 1024
-MAX_HANDSHAKE_FRAME = 64 * 1024  # hellos, welcomes and errors are a few hundred bytes
-MAX_TASKS_PER_PUSH = 10_000
-
-_LENGTH = struct.Struct("!I")
-_SEQ = struct.Struct("!Q")
-_TASK_HEAD = struct.Struct(
-    "!HHHHdI"
-)  # queue, name, preview lengths; max_retries; timeout; payload length
-_ID = struct.Struct("!Q")
-_ERROR_HEAD = struct.Struct("!H")
-
-
-class FrameType(enum.IntEnum):
-    SERVER_HELLO = 1
-    CLIENT_HELLO = 2
-    WELCOME = 3
-    ERROR = 4
-    PUSH = 10
-    PUSHED = 11
-    REQUEST = 20
-    REPLY = 21
-
-
-class ErrorCode(enum.IntEnum):
-    """Codes carried by error frames; the client maps them to exception types."""
-
-    PROTOCOL = 1  # malformed frame, wrong order, unknown type
-    AUTH = 2  # a tag did not verify
-    TOO_LARGE = 3  # frame or batch over the limit
-    REJECTED = 4  # the server understood the request and refused it
-    UNAVAILABLE = 5  # the server cannot do it now (database down, draining)
-    VERSION = 6  # the payload cannot be loaded safely by the server's Python
-    NOT_FOUND = 7
-    INTERNAL = 8
-
-
-# Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
-REQUEST_OPS = frozenset(
-    {"ping", "waiting", "handled", "stats", "status", "drain", "purge", "retry_failed"}
+from .events import (
+    CLOSED,
+    DEFAULT_MAX_FRAME,
+    MAGIC,
+    MAX_HANDSHAKE_FRAME,
+    MAX_TASKS_PER_PUSH,
+    NEED_DATA,
+    NONCE_SIZE,
+    PROTOCOL_VERSION,
+    REQUEST_OPS,
+    TAG_SIZE,
+    ClientHello,
+    Error,
+    ErrorCode,
+    Event,
+    FrameType,
+    LocalProtocolError,
+    ProtocolError,
+    Push,
+    Pushed,
+    Reply,
+    Request,
+    Role,
+    ServerHello,
+    State,
+    TaskRecord,
+    Welcome,
 )
+from .frames import LENGTH, decode_payload, encode_payload, frame_tag, load_json
 
-
-class ProtocolError(Exception):
-    """Raised when the peer broke the protocol; ``code`` says how."""
-
-    def __init__(self, message: str, code: ErrorCode = ErrorCode.PROTOCOL) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class LocalProtocolError(Exception):
-    """Raised when this side misuses the API (wrong state, oversized event)."""
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class ServerHello:
-    nonce: bytes
-    version: int = PROTOCOL_VERSION
-
-
-@dataclass(frozen=True, slots=True)
-class ClientHello:
-    nonce: bytes
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Welcome:
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    code: ErrorCode
-    message: str
-
-
-@dataclass(slots=True)
-class TaskRecord:
-    """One task as it travels: options in the clear, the call as opaque pickle bytes.
-
-    Not frozen, unlike the events: one is made per task on both sides, and a frozen
-    dataclass's ``__init__`` costs five times as much.
-    """
-
-    name: str
-    payload: bytes
-    queue: str = "default"
-    preview: str = ""
-    max_retries: int = 0  # 0: the server's default
-    timeout: float = 0.0  # 0: the server's default
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    tasks: tuple[TaskRecord, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Pushed:
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    op: str
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    data: Any
-
-
-Event = ServerHello | ClientHello | Welcome | Error | Push | Pushed | Request | Reply
-
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")
-CLOSED = _Sentinel("CLOSED")
-
-
-class Role(enum.Enum):
-    CLIENT = "client"
-    SERVER = "server"
-
-
-class State(enum.Enum):
-    HANDSHAKE = "handshake"
-    READY = "ready"
-    CLOSED = "closed"
-
-
-# --------------------------------------------------------------- payloads
-
-
-def _dump_json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode()
-
-
-def _load_json(data: bytes, what: str) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"{what}: invalid JSON ({exc})") from None
-
-
-def encode_tasks(tasks: Iterable[TaskRecord]) -> bytes:
-    parts: list[bytes] = []
-    count = 0
-    for t in tasks:
-        q, n, p = t.queue.encode(), t.name.encode(), t.preview.encode()
-        if max(len(q), len(n), len(p)) > 0xFFFF or not 0 <= t.max_retries <= 0xFFFF:
-            raise LocalProtocolError("task name, queue or preview too long, or bad max_retries")
-        parts += (
-            _TASK_HEAD.pack(len(q), len(n), len(p), t.max_retries, t.timeout, len(t.payload)),
-            q,
-            n,
-            p,
-            t.payload,
-        )
-        count += 1
-    if not 0 < count <= MAX_TASKS_PER_PUSH:
-        raise LocalProtocolError(f"a push carries 1 to {MAX_TASKS_PER_PUSH} tasks, not {count}")
-    return _LENGTH.pack(count) + b"".join(parts)
-
-
-def decode_tasks(data: bytes) -> tuple[TaskRecord, ...]:
-    view = memoryview(data)
-    if len(view) < 4:
-        raise ProtocolError("push: truncated")
-    (count,) = _LENGTH.unpack_from(view)
-    if not 0 < count <= MAX_TASKS_PER_PUSH:
-        raise ProtocolError(
-            f"push: {count} tasks; allowed 1..{MAX_TASKS_PER_PUSH}", ErrorCode.TOO_LARGE
-        )
-    pos, out = 4, []
-    try:
-        for _ in range(count):
-            lq, ln, lp, retries, timeout, lpay = _TASK_HEAD.unpack_from(view, pos)
-            pos += _TASK_HEAD.size
-            end = pos + lq + ln + lp + lpay
-            if end > len(view):
-                raise ProtocolError("push: truncated task")
-            q = bytes(view[pos : pos + lq]).decode()
-            pos += lq
-            n = bytes(view[pos : pos + ln]).decode()
-            pos += ln
-            p = bytes(view[pos : pos + lp]).decode()
-            pos += lp
-            payload = bytes(view[pos:end])
-            pos = end
-            if not (timeout >= 0.0 and timeout < 1e9):  # also refuses NaN
-                raise ProtocolError("push: bad timeout")
-            if not q or not n:
-                raise ProtocolError("push: empty queue or task name")
-            out.append(TaskRecord(n, payload, q, p, retries, timeout))
-    except struct.error:
-        raise ProtocolError("push: truncated task") from None
-    except UnicodeDecodeError:
-        raise ProtocolError("push: text fields are not UTF-8") from None
-    if pos != len(view):
-        raise ProtocolError("push: trailing bytes")
-    return tuple(out)
-
-
-def _encode_payload(event: Event) -> tuple[FrameType, bytes]:
-    if isinstance(event, Push):
-        return FrameType.PUSH, encode_tasks(event.tasks)
-    if isinstance(event, Pushed):
-        return FrameType.PUSHED, b"".join(_ID.pack(i) for i in event.ids)
-    if isinstance(event, Request):
-        if event.op not in REQUEST_OPS:
-            raise LocalProtocolError(f"unknown request {event.op!r}")
-        return FrameType.REQUEST, _dump_json({"op": event.op, **event.args})
-    if isinstance(event, Reply):
-        return FrameType.REPLY, _dump_json(event.data)
-    if isinstance(event, Error):
-        return FrameType.ERROR, _ERROR_HEAD.pack(event.code) + event.message.encode()[:4000]
-    if isinstance(event, Welcome):
-        return FrameType.WELCOME, _dump_json(event.info)
-    if isinstance(event, ClientHello):
-        return FrameType.CLIENT_HELLO, event.nonce + _dump_json(event.info)
-    if isinstance(event, ServerHello):
-        return FrameType.SERVER_HELLO, MAGIC + bytes([event.version]) + event.nonce
-    raise LocalProtocolError(f"cannot send {event!r}")
-
-
-def _decode_payload(ftype: int, payload: bytes) -> Event:
-    if ftype == FrameType.PUSH:
-        return Push(decode_tasks(payload))
-    if ftype == FrameType.PUSHED:
-        if len(payload) % _ID.size:
-            raise ProtocolError("pushed: bad length")
-        return Pushed(tuple(i for (i,) in _ID.iter_unpack(payload)))
-    if ftype == FrameType.REQUEST:
-        obj = _load_json(payload, "request")
-        if not isinstance(obj, dict) or obj.get("op") not in REQUEST_OPS:
-            raise ProtocolError("request: unknown operation")
-        op = obj.pop("op")
-        return Request(op, obj)
-    if ftype == FrameType.REPLY:
-        return Reply(_load_json(payload, "reply"))
-    if ftype == FrameType.ERROR:
-        if len(payload) < _ERROR_HEAD.size:
-            raise ProtocolError("error: truncated")
-        (code,) = _ERROR_HEAD.unpack_from(payload)
-        try:
-            ecode = ErrorCode(code)
-        except ValueError:
-            ecode = ErrorCode.INTERNAL
-        return Error(ecode, payload[_ERROR_HEAD.size :].decode(errors="replace"))
-    if ftype == FrameType.WELCOME:
-        info = _load_json(payload, "welcome")
-        if not isinstance(info, dict):
-            raise ProtocolError("welcome: not an object")
-        return Welcome(info)
-    raise ProtocolError(f"unexpected frame type {ftype}")
-
-
-# ------------------------------------------------------------- connection
-
-
-@functools.lru_cache(maxsize=1024)
-def _pads(key: bytes) -> tuple[Any, Any]:
-    """HMAC-SHA256's keyed inner and outer states, computed once per key.
-
-    Copying these is several times cheaper than ``hmac.digest`` setting up a fresh HMAC for
-    each frame, and hashing the payload separately avoids copying it into one message.
-    """
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return hashlib.sha256(key.translate(hmac.trans_36)), hashlib.sha256(
-        key.translate(hmac.trans_5C)
-    )
-
-
-def _tag(key: bytes, direction: bytes, seq: int, ftype: int, payload: bytes) -> bytes:
-    """HMAC-SHA256(key, direction | seq | type | payload)."""
-    inner, outer = _pads(key)
-    h = inner.copy()
-    h.update(direction + _SEQ.pack(seq) + bytes((ftype,)))
-    h.update(payload)
-    o = outer.copy()
-    o.update(h.digest())
-    return o.digest()
+# The events, records and errors are defined in ``events``; they are importable from here
+# too, so that code speaking the protocol needs one import.
+__all__ = [
+    "CLOSED",
+    "DEFAULT_MAX_FRAME",
+    "MAGIC",
+    "MAX_HANDSHAKE_FRAME",
+    "MAX_TASKS_PER_PUSH",
+    "NEED_DATA",
+    "NONCE_SIZE",
+    "PROTOCOL_VERSION",
+    "REQUEST_OPS",
+    "TAG_SIZE",
+    "ClientHello",
+    "Connection",
+    "Error",
+    "ErrorCode",
+    "Event",
+    "FrameType",
+    "LocalProtocolError",
+    "ProtocolError",
+    "Push",
+    "Pushed",
+    "Reply",
+    "Request",
+    "Role",
+    "ServerHello",
+    "State",
+    "TaskRecord",
+    "Welcome",
+]
 
 
 class Connection:
@@ -403,15 +156,15 @@ class Connection:
         return self._frame(event, self._key)
 
     def _frame(self, event: Event, key: bytes) -> bytes:
-        ftype, payload = _encode_payload(event)
+        ftype, payload = encode_payload(event)
         length = 1 + len(payload) + TAG_SIZE
         if length > self.max_frame:
             raise LocalProtocolError(
                 f"frame of {length} bytes exceeds the {self.max_frame}-byte limit"
             )
-        tag = _tag(key, self._send_dir, self._send_seq, ftype, payload)
+        tag = frame_tag(key, self._send_dir, self._send_seq, ftype, payload)
         self._send_seq += 1
-        return _LENGTH.pack(length) + bytes([ftype]) + payload + tag
+        return LENGTH.pack(length) + bytes([ftype]) + payload + tag
 
     def _hello_key(self) -> bytes:
         return hmac.digest(self._secret, b"leek-hello" + self._server_nonce, hashlib.sha256)
@@ -441,7 +194,7 @@ class Connection:
         avail = len(self._buf) - self._pos
         if avail < 4:
             return self._need_data(avail)
-        (length,) = _LENGTH.unpack_from(self._buf, self._pos)
+        (length,) = LENGTH.unpack_from(self._buf, self._pos)
         limit = self.max_frame
         if self.state is not State.READY:
             limit = min(limit, MAX_HANDSHAKE_FRAME)
@@ -478,7 +231,7 @@ class Connection:
         return NEED_DATA
 
     def _verify(self, key: bytes, ftype: int, payload: bytes, tag: bytes) -> None:
-        expected = _tag(key, self._recv_dir, self._recv_seq, ftype, payload)
+        expected = frame_tag(key, self._recv_dir, self._recv_seq, ftype, payload)
         if not hmac.compare_digest(expected, tag):
             raise ProtocolError(
                 "frame authentication failed (wrong secret or tampered frame)", ErrorCode.AUTH
@@ -500,14 +253,14 @@ class Connection:
             )
             if ftype not in allowed:
                 raise ProtocolError(f"frame type {ftype} not allowed here")
-            return _decode_payload(ftype, payload)
+            return decode_payload(ftype, payload)
         if self.role is Role.SERVER:
             if ftype != FrameType.CLIENT_HELLO:
                 raise ProtocolError("expected the client's hello")
             self._verify(self._hello_key(), ftype, payload, tag)
             if len(payload) < NONCE_SIZE:
                 raise ProtocolError("client hello: truncated")
-            info = _load_json(payload[NONCE_SIZE:], "client hello")
+            info = load_json(payload[NONCE_SIZE:], "client hello")
             if not isinstance(info, dict):
                 raise ProtocolError("client hello: not an object")
             self._key = self._derive(payload[:NONCE_SIZE])
@@ -520,7 +273,7 @@ class Connection:
                 # secret, so a third party cannot make us give up.
                 self._verify(self._secret, ftype, payload, tag)
                 self.state = State.CLOSED
-                return _decode_payload(ftype, payload)
+                return decode_payload(ftype, payload)
             if ftype != FrameType.SERVER_HELLO:
                 raise ProtocolError("expected the server's hello")
             self._verify(self._secret, ftype, payload, tag)
@@ -539,16 +292,16 @@ class Connection:
             # with the bare secret if the hello did not verify.
             key = self._key
             if not hmac.compare_digest(
-                _tag(key, self._recv_dir, self._recv_seq, ftype, payload), tag
+                frame_tag(key, self._recv_dir, self._recv_seq, ftype, payload), tag
             ):
                 key = self._secret
             self._verify(key, ftype, payload, tag)
             self.state = State.CLOSED
-            return _decode_payload(ftype, payload)
+            return decode_payload(ftype, payload)
         if ftype != FrameType.WELCOME:
             raise ProtocolError("expected the server's welcome")
         self._verify(self._key, ftype, payload, tag)
-        event = _decode_payload(ftype, payload)
+        event = decode_payload(ftype, payload)
         assert isinstance(event, Welcome)
         self.peer_info = event.info
         self.state = State.READY

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import leek
+from leek.frames import encode_tasks, frame_tag
 from leek.protocol import (
     TAG_SIZE,
     Connection,
@@ -30,8 +31,6 @@ from leek.protocol import (
     Push,
     Request,
     TaskRecord,
-    _tag,
-    encode_tasks,
 )
 
 from .conftest import rows
@@ -207,13 +206,13 @@ def test_forged_push_with_a_file_creating_pickle_is_never_loaded(live, tmp_path)
 
     def seq_tag(conn: Connection, offset: int) -> bytes:
         assert conn._key is not None
-        return _tag(conn._key, b"C", conn._send_seq + offset, FrameType.PUSH, body)
+        return frame_tag(conn._key, b"C", conn._send_seq + offset, FrameType.PUSH, body)
 
     attack("push instead of a hello", "hello", frame(FrameType.PUSH, body))
     attack(
         "push tagged with the bare secret",
         "hello",
-        frame(FrameType.PUSH, body, _tag(secret, b"C", 0, FrameType.PUSH, body)),
+        frame(FrameType.PUSH, body, frame_tag(secret, b"C", 0, FrameType.PUSH, body)),
     )
     attack(
         "forged hello, then push",

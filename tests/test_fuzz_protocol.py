@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from leek.frames import decode_tasks, encode_tasks
 from leek.protocol import (
     CLOSED,
     MAX_HANDSHAKE_FRAME,
@@ -36,8 +37,6 @@ from leek.protocol import (
     Request,
     Role,
     TaskRecord,
-    decode_tasks,
-    encode_tasks,
 )
 
 from .rawpeer import report_line

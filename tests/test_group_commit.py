@@ -7,6 +7,7 @@ import threading
 
 import leek
 from leek.protocol import Push, Pushed
+from leek.records import make_record
 
 from . import tasks
 from .conftest import rows
@@ -34,7 +35,7 @@ def test_embedded_sqlite_commits_pushes_on_the_event_loop(make_server, django_db
 
 def test_pipelined_pushes_share_commits(make_server):
     app = make_server(workers=1)
-    record = leek.tasks.make_record(tasks.noop, (), None)
+    record = make_record(tasks.noop, (), None)
     before = app.store.commits
     n = 300
     with RawPeer(app.port, timeout=10) as peer:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leek.frames import decode_tasks, encode_tasks
 from leek.protocol import (
     CLOSED,
     NEED_DATA,
@@ -25,8 +26,6 @@ from leek.protocol import (
     ServerHello,
     TaskRecord,
     Welcome,
-    decode_tasks,
-    encode_tasks,
 )
 
 KEY = b"k" * 32

@@ -412,9 +412,9 @@ def test_oversized_frames_and_batches_are_refused_with_a_reason(make_server, tmp
         body = struct.pack("!I", MAX_TASKS_PER_PUSH + 1)
         key, seq = conn._key, conn._send_seq
         assert key is not None
-        from leek.protocol import _tag
+        from leek.frames import frame_tag
 
-        peer.send(frame(FrameType.PUSH, body, _tag(key, b"C", seq, FrameType.PUSH, body)))
+        peer.send(frame(FrameType.PUSH, body, frame_tag(key, b"C", seq, FrameType.PUSH, body)))
         conn._send_seq += 1
         conn.receive_data(peer.read_until_closed())
         event = conn.next_event()

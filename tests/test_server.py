@@ -11,6 +11,7 @@ import pytest
 
 import leek
 from leek.protocol import Connection, Push, Role, TaskRecord
+from leek.records import make_record
 
 from . import tasks
 from .helpers import SECRET, wait_for
@@ -274,7 +275,7 @@ def test_a_child_process_opens_its_own_connection(server, tmp_path):
 
 
 def test_a_malformed_record_is_refused_alone(client):
-    good = leek.tasks.make_record(tasks.noop)
+    good = make_record(tasks.noop)
     long_name = TaskRecord("x" * 300, good.payload)
     with pytest.raises(leek.LeekRejected, match="too long"):
         client.push_records([long_name])

@@ -8,7 +8,7 @@ import cloudpickle
 import pytest
 
 import leek
-from leek.tasks import _dumps, make_record, preview
+from leek.records import _dumps, make_record, preview
 
 from . import tasks
 

@@ -1,0 +1,199 @@
+"""Bytes for events and events from bytes: payload codecs and the frame tag.
+
+A frame is ``length:u32 | type:u8 | payload | tag:32`` (see ``protocol`` for the rules);
+this module knows how each event's payload is laid out and how a tag is computed, and
+nothing about connection state.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from .events import (
+    MAGIC,
+    MAX_TASKS_PER_PUSH,
+    REQUEST_OPS,
+    ClientHello,
+    Error,
+    ErrorCode,
+    Event,
+    FrameType,
+    LocalProtocolError,
+    ProtocolError,
+    Push,
+    Pushed,
+    Reply,
+    Request,
+    ServerHello,
+    TaskRecord,
+    Welcome,
+)
+
+LENGTH = struct.Struct("!I")
+_SEQ = struct.Struct("!Q")
+_TASK_HEAD = struct.Struct(
+    "!HHHHdI"
+)  # queue, name, preview lengths; max_retries; timeout; payload length
+_ID = struct.Struct("!Q")
+_ERROR_HEAD = struct.Struct("!H")
+
+# --------------------------------------------------------------- payloads
+
+
+def dump_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def load_json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what}: invalid JSON ({exc})") from None
+
+
+def encode_tasks(tasks: Iterable[TaskRecord]) -> bytes:
+    parts: list[bytes] = []
+    count = 0
+    for t in tasks:
+        q, n, p = t.queue.encode(), t.name.encode(), t.preview.encode()
+        if max(len(q), len(n), len(p)) > 0xFFFF or not 0 <= t.max_retries <= 0xFFFF:
+            raise LocalProtocolError("task name, queue or preview too long, or bad max_retries")
+        parts += (
+            _TASK_HEAD.pack(len(q), len(n), len(p), t.max_retries, t.timeout, len(t.payload)),
+            q,
+            n,
+            p,
+            t.payload,
+        )
+        count += 1
+    if not 0 < count <= MAX_TASKS_PER_PUSH:
+        raise LocalProtocolError(f"a push carries 1 to {MAX_TASKS_PER_PUSH} tasks, not {count}")
+    return LENGTH.pack(count) + b"".join(parts)
+
+
+def decode_tasks(data: bytes) -> tuple[TaskRecord, ...]:
+    view = memoryview(data)
+    if len(view) < 4:
+        raise ProtocolError("push: truncated")
+    (count,) = LENGTH.unpack_from(view)
+    if not 0 < count <= MAX_TASKS_PER_PUSH:
+        raise ProtocolError(
+            f"push: {count} tasks; allowed 1..{MAX_TASKS_PER_PUSH}", ErrorCode.TOO_LARGE
+        )
+    pos, out = 4, []
+    try:
+        for _ in range(count):
+            lq, ln, lp, retries, timeout, lpay = _TASK_HEAD.unpack_from(view, pos)
+            pos += _TASK_HEAD.size
+            end = pos + lq + ln + lp + lpay
+            if end > len(view):
+                raise ProtocolError("push: truncated task")
+            q = bytes(view[pos : pos + lq]).decode()
+            pos += lq
+            n = bytes(view[pos : pos + ln]).decode()
+            pos += ln
+            p = bytes(view[pos : pos + lp]).decode()
+            pos += lp
+            payload = bytes(view[pos:end])
+            pos = end
+            if not (timeout >= 0.0 and timeout < 1e9):  # also refuses NaN
+                raise ProtocolError("push: bad timeout")
+            if not q or not n:
+                raise ProtocolError("push: empty queue or task name")
+            out.append(TaskRecord(n, payload, q, p, retries, timeout))
+    except struct.error:
+        raise ProtocolError("push: truncated task") from None
+    except UnicodeDecodeError:
+        raise ProtocolError("push: text fields are not UTF-8") from None
+    if pos != len(view):
+        raise ProtocolError("push: trailing bytes")
+    return tuple(out)
+
+
+def encode_payload(event: Event) -> tuple[FrameType, bytes]:
+    if isinstance(event, Push):
+        return FrameType.PUSH, encode_tasks(event.tasks)
+    if isinstance(event, Pushed):
+        return FrameType.PUSHED, b"".join(_ID.pack(i) for i in event.ids)
+    if isinstance(event, Request):
+        if event.op not in REQUEST_OPS:
+            raise LocalProtocolError(f"unknown request {event.op!r}")
+        return FrameType.REQUEST, dump_json({"op": event.op, **event.args})
+    if isinstance(event, Reply):
+        return FrameType.REPLY, dump_json(event.data)
+    if isinstance(event, Error):
+        return FrameType.ERROR, _ERROR_HEAD.pack(event.code) + event.message.encode()[:4000]
+    if isinstance(event, Welcome):
+        return FrameType.WELCOME, dump_json(event.info)
+    if isinstance(event, ClientHello):
+        return FrameType.CLIENT_HELLO, event.nonce + dump_json(event.info)
+    if isinstance(event, ServerHello):
+        return FrameType.SERVER_HELLO, MAGIC + bytes([event.version]) + event.nonce
+    raise LocalProtocolError(f"cannot send {event!r}")
+
+
+def decode_payload(ftype: int, payload: bytes) -> Event:
+    if ftype == FrameType.PUSH:
+        return Push(decode_tasks(payload))
+    if ftype == FrameType.PUSHED:
+        if len(payload) % _ID.size:
+            raise ProtocolError("pushed: bad length")
+        return Pushed(tuple(i for (i,) in _ID.iter_unpack(payload)))
+    if ftype == FrameType.REQUEST:
+        obj = load_json(payload, "request")
+        if not isinstance(obj, dict) or obj.get("op") not in REQUEST_OPS:
+            raise ProtocolError("request: unknown operation")
+        op = obj.pop("op")
+        return Request(op, obj)
+    if ftype == FrameType.REPLY:
+        return Reply(load_json(payload, "reply"))
+    if ftype == FrameType.ERROR:
+        if len(payload) < _ERROR_HEAD.size:
+            raise ProtocolError("error: truncated")
+        (code,) = _ERROR_HEAD.unpack_from(payload)
+        try:
+            ecode = ErrorCode(code)
+        except ValueError:
+            ecode = ErrorCode.INTERNAL
+        return Error(ecode, payload[_ERROR_HEAD.size :].decode(errors="replace"))
+    if ftype == FrameType.WELCOME:
+        info = load_json(payload, "welcome")
+        if not isinstance(info, dict):
+            raise ProtocolError("welcome: not an object")
+        return Welcome(info)
+    raise ProtocolError(f"unexpected frame type {ftype}")
+
+
+# -------------------------------------------------------------------- tag
+
+
+@functools.lru_cache(maxsize=1024)
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's keyed inner and outer states, computed once per key.
+
+    Copying these is several times cheaper than ``hmac.digest`` setting up a fresh HMAC for
+    each frame, and hashing the payload separately avoids copying it into one message.
+    """
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return hashlib.sha256(key.translate(hmac.trans_36)), hashlib.sha256(
+        key.translate(hmac.trans_5C)
+    )
+
+
+def frame_tag(key: bytes, direction: bytes, seq: int, ftype: int, payload: bytes) -> bytes:
+    """HMAC-SHA256(key, direction | seq | type | payload)."""
+    inner, outer = _pads(key)
+    h = inner.copy()
+    h.update(direction + _SEQ.pack(seq) + bytes((ftype,)))
+    h.update(payload)
+    o = outer.copy()
+    o.update(h.digest())
+    return o.digest()

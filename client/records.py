@@ -1,0 +1,150 @@
+"""A call → a TaskRecord: naming, previewing, checking options and pickling a call.
+
+Functions the server can import travel by reference; ``__main__`` functions, lambdas and
+closures travel by value (cloudpickle decides). Options never ride in the task's kwargs.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import reprlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from .errors import LeekError
+from .events import TaskRecord
+
+MAX_QUEUE_NAME = 100
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+PREVIEW_LIMIT = 300
+
+
+def callable_name(fn: Any) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    qual = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", "?")
+    return f"{module}.{qual}"[:255]
+
+
+def preview(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A short, human-readable rendering of the arguments for the admin and logs."""
+    try:
+        parts = [_repr.repr(a) for a in args] + [f"{k}={_repr.repr(v)}" for k, v in kwargs.items()]
+        text = ", ".join(parts)
+    except Exception:  # a hostile __repr__ must not stop a push
+        text = "<unrepresentable arguments>"
+    return text if len(text) <= PREVIEW_LIMIT else text[: PREVIEW_LIMIT - 1] + "…"
+
+
+def validate_options(queue: str | None, max_retries: int | None, timeout: float | None) -> None:
+    if queue is not None and (not isinstance(queue, str) or not 0 < len(queue) <= MAX_QUEUE_NAME):
+        raise LeekError(
+            f"queue must be a non-empty name of at most {MAX_QUEUE_NAME} characters, not {queue!r}"
+        )
+    if max_retries is not None and (
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 1 <= max_retries <= 1000
+    ):
+        raise LeekError(f"max_retries is the number of attempts, 1..1000, not {max_retries!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e8
+    ):
+        raise LeekError(f"timeout is a positive number of seconds, not {timeout!r}")
+
+
+def make_record(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> TaskRecord:
+    if not callable(fn):
+        raise LeekError(f"a task must be callable, not {type(fn).__name__}")
+    validate_options(queue, max_retries, timeout)
+    kwargs = dict(kwargs or {})
+    args = tuple(args)
+    target = fn
+    if isinstance(fn, Task):
+        queue = queue or fn.options.get("queue")
+        max_retries = max_retries or fn.options.get("max_retries")
+        timeout = timeout or fn.options.get("timeout")
+        if fn.__module__ == "__main__" or not _is_module_attribute(fn):
+            target = fn.__wrapped__  # the plain function: by reference or by value
+    payload = _dumps(target, args, kwargs)
+    if payload is None:
+        try:
+            payload = cloudpickle.dumps((target, args, kwargs), protocol=5)
+        except Exception as exc:
+            raise LeekError(f"cannot pickle the task {callable_name(fn)}: {exc}") from exc
+    return TaskRecord(
+        name=callable_name(fn),
+        payload=payload,
+        queue=queue or "default",
+        preview=preview(args, kwargs),
+        max_retries=max_retries or 0,
+        timeout=float(timeout or 0.0),
+    )
+
+
+def _dumps(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
+    """The standard pickler's output when it equals what cloudpickle would make, else None.
+
+    For a call made only of importable things both pickle by reference, and the standard
+    pickler is three times faster. Anything cloudpickle would send by value — ``__main__``,
+    lambdas, local or dynamic objects, modules registered for pickling by value — makes the
+    standard pickler fail or name ``__main__``, and then cloudpickle does the work.
+    """
+    if getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", True):
+        return None  # some module is registered to travel by value (or we cannot tell)
+    module = getattr(target, "__module__", None)
+    if module in (None, "__main__") or "<" in getattr(target, "__qualname__", "<"):
+        return None
+    try:
+        payload = pickle.dumps((target, args, kwargs), protocol=5)
+    except Exception:
+        return None
+    return None if b"__main__" in payload else payload
+
+
+def _is_module_attribute(obj: Any) -> bool:
+    """True if ``obj`` is reachable as module.qualname (so it can be pickled by reference)."""
+    found: Any = sys.modules.get(obj.__module__)
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+class Task:
+    """A function with its task options; ``make_record`` takes the options from it.
+
+    ``leek.tasks.TaskFunction``, what ``@leek.task`` makes, adds the ways to queue it.
+    """
+
+    __wrapped__: Callable[..., Any]
+    __qualname__: str
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        validate_options(options.get("queue"), options.get("max_retries"), options.get("timeout"))
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self) -> str:
+        # Pickle by reference to the module attribute that holds the decorated object.
+        return self.__qualname__
+
+    def __repr__(self) -> str:
+        return f"<leek task {callable_name(self)}>"
