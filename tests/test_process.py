@@ -159,7 +159,7 @@ def test_drain_over_the_socket_stops_gracefully(leekd_proc, tmp_path):
         wait_for(lambda: c.status(running)["state"] == "running")
     # when an authenticated client asks it to drain,
     out = subprocess.run(
-        [sys.executable, "-m", "leekd.shell", "--port", str(p.port), "drain"],
+        [sys.executable, "-m", "leekd.cli.shell", "--port", str(p.port), "drain"],
         env=subprocess_env(),
         capture_output=True,
         text=True,

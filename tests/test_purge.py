@@ -138,7 +138,7 @@ def test_purge_rejects_bad_requests(client):
 def test_leek_shell_purge_and_management_command(server, records, capsys):
     from django.core.management import call_command
 
-    from leekd import shell
+    from leekd.cli import shell
 
     old = records("succeeded", timedelta(days=8), 3)
     records("failed", timedelta(days=8), 1)

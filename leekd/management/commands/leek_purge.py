@@ -8,7 +8,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from leek.errors import LeekError
-from leekd.shell import add_connection_options, add_purge_arguments, connect, describe, run_purge
+from leekd.cli.shell import (
+    add_connection_options,
+    add_purge_arguments,
+    connect,
+    describe,
+    run_purge,
+)
 
 
 class Command(BaseCommand):

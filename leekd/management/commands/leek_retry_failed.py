@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from leek.errors import LeekError
-from leekd.retry import add_retry_arguments, check_selection, run_retry
-from leekd.shell import add_connection_options, connect, describe
+from leekd.cli.retry import add_retry_arguments, check_selection, run_retry
+from leekd.cli.shell import add_connection_options, connect, describe
 
 
 class Command(BaseCommand):

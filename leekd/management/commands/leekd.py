@@ -29,15 +29,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: str, **options: Any) -> None:
         from leek.errors import LeekConfigError
-        from leekd import cli
+        from leekd.cli.options import EX_CONFIG
+        from leekd.cli.run import main
 
         if args and args[0] in SERVING and "-h" not in args and "--help" not in args:
             try:
                 _check_migrated()
             except LeekConfigError as exc:
                 print(f"leekd: {exc}", file=sys.stderr)
-                raise SystemExit(cli.EX_CONFIG) from None
-        code = cli.main(list(args), prog=f"{os.path.basename(sys.argv[0])} leekd")
+                raise SystemExit(EX_CONFIG) from None
+        code = main(list(args), prog=f"{os.path.basename(sys.argv[0])} leekd")
         if code:
             raise SystemExit(code)
 

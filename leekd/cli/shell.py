@@ -24,8 +24,8 @@ from leek.errors import (
     LeekRejected,
 )
 
-from .cli import duration, port_number, positive_int, seconds
-from .conf import format_duration
+from ..conf import format_duration
+from .options import duration, port_number, positive_int, seconds
 
 EX_OK = 0
 EX_FAILURE = 1  # unreachable, refused, or not configured

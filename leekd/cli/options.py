@@ -1,4 +1,8 @@
-"""The ``leekd`` command: ``run`` in the foreground (and the service verbs of service.py)."""
+"""What the command-line faces share: exit codes, option types and groups, logging, setup.
+
+Everything here sits below ``run``, ``service``, ``shell`` and ``retry``, so imports within
+``leekd.cli`` go one way.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from leek.conf import resolve_secret
-from leek.errors import LeekConfigError, LeekError
+from leek.errors import LeekConfigError
 
 EX_OK = 0
 EX_FAILURE = 1
 EX_USAGE = 2
+EX_NOT_RUNNING = 3  # as LSB init scripts: "program is not running" (stop, status)
+EX_ALREADY_RUNNING = 4  # start: a live leekd holds the pidfile
+EX_STOP_TIMEOUT = 5  # stop: still running after --timeout
 EX_UNAVAILABLE = 69  # sysexits: could not bind / server not running
 EX_CONFIG = 78  # sysexits: configuration error
 
@@ -53,7 +59,7 @@ def seconds(text: str) -> float:
 
 def duration(text: str) -> float:
     """A span like 45s, 30m, 12h, 7d or 1w (a bare number counts seconds)."""
-    from .conf import parse_duration
+    from ..conf import parse_duration
 
     try:
         return parse_duration(text)
@@ -204,11 +210,11 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def prepare(args: argparse.Namespace) -> Any:
     """Set up Django, resolve config and secret, refuse unsafe setups; returns a Leekd."""
-    from . import bootstrap
+    from .. import bootstrap
 
     mode = bootstrap.setup(args.settings, args.db or os.environ.get("LEEK_DB"))
-    from . import conf
-    from .app import Leekd
+    from .. import conf
+    from ..app import Leekd
 
     config = conf.resolve({**flags_of(args), **listen_flags_of(args)})
     secret = resolve_secret(config.secret, create=True)
@@ -233,58 +239,3 @@ def _db_description(mode: str) -> str:
 
     name = connection.settings_dict.get("NAME")
     return f"{connection.vendor} {name} ({mode})"
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
-    app = prepare(args)
-    from .app import run
-
-    try:
-        run(app)
-    except OSError as exc:
-        where = app.config.unix or f"{app.config.host}:{app.config.port}"
-        log.error("cannot listen on %s: %s", where, exc.strerror or exc)
-        return EX_UNAVAILABLE
-    return EX_OK
-
-
-def build_parser(prog: str = "leekd") -> argparse.ArgumentParser:
-    from . import service
-
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="leekd: the leek task queue server. Durable, authenticated, no broker needed.",
-        epilog="Without --settings (or DJANGO_SETTINGS_MODULE) leekd keeps its records in an SQLite file.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser(
-        "run",
-        help="run in the foreground (for systemd, containers, development)",
-        description="Run leekd in the foreground until SIGTERM or SIGINT (a second one stops "
-        "at once). Logs go to stderr. Without --settings leekd keeps its records in an "
-        "SQLite file and creates its tables itself.",
-    )
-    add_server_options(run)
-    run.set_defaults(func=cmd_run)
-    service.add_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "leekd") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except LeekConfigError as exc:
-        print(f"leekd: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except LeekError as exc:
-        print(f"leekd: {exc}", file=sys.stderr)
-        return EX_FAILURE
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

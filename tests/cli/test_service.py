@@ -16,11 +16,11 @@ import pytest
 
 import leek
 from leek.errors import LeekConfigError
-from leekd.service import probe
+from leekd.cli.pidfile import probe
 
-from . import tasks
-from .conftest import rows
-from .helpers import SECRET, subprocess_env, wait_for
+from .. import tasks
+from ..conftest import rows
+from ..helpers import SECRET, subprocess_env, wait_for
 
 
 class Service:

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 import leek
 from leek.errors import LeekConfigError, LeekError
 
-from .cli import positive_int
-from .conf import parse_duration
+from ..conf import parse_duration
+from .options import positive_int
 from .shell import EX_FAILURE, EX_OK, add_connection_options, connect, describe, say
 
 MAX_BATCH = 1000  # leekd's limit per request

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import leek
-from leekd import retry
+from leekd.cli import retry
 
-from . import tasks
-from .conftest import rows
-from .helpers import ROOT, SECRET, wait_for
+from .. import tasks
+from ..conftest import rows
+from ..helpers import ROOT, SECRET, wait_for
 from .test_shell import free_port
 
 
@@ -52,7 +52,7 @@ def test_a_failed_task_goes_back_through_the_queue_to_success(leekd_proc, tmp_pa
         task_id = c.push(tasks.fail_until, (str(tmp_path), "flaky", 1), max_retries=1)
         wait_for(lambda: c.status(task_id)["state"] == "failed")
     ((failure_id,),) = rows(p.db, "SELECT id FROM leekd_failedtask WHERE task_id = ?", task_id)
-    cmd = [sys.executable, "-m", "leekd.retry", "--port", str(p.port)]
+    cmd = [sys.executable, "-m", "leekd.cli.retry", "--port", str(p.port)]
 
     def retry_run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from leekd import shell
+from leekd.cli import shell
 
-from . import tasks
-from .helpers import ROOT, subprocess_env, wait_for
+from .. import tasks
+from ..helpers import ROOT, subprocess_env, wait_for
 
 
 def free_port() -> int:
@@ -141,7 +141,7 @@ def test_purge_needs_a_state(server, run):
 def test_console_script_against_a_real_leekd_then_a_dead_one(leekd_proc):
     # Given leekd running as its own process,
     p = leekd_proc("--workers", "1")
-    cmd = [sys.executable, "-m", "leekd.shell", "--port", str(p.port)]
+    cmd = [sys.executable, "-m", "leekd.cli.shell", "--port", str(p.port)]
 
     def shell_run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -165,7 +165,7 @@ def test_settings_option_takes_the_secret_from_a_django_project(server):
     env = subprocess_env()
     del env["LEEK_SECRET"]
     done = subprocess.run(
-        [sys.executable, "-m", "leekd.shell", "--settings", "tests.project_settings"]
+        [sys.executable, "-m", "leekd.cli.shell", "--settings", "tests.project_settings"]
         + ["--port", str(server.port), "ping"],
         capture_output=True,
         text=True,
@@ -176,7 +176,7 @@ def test_settings_option_takes_the_secret_from_a_django_project(server):
     assert done.returncode == 1
     assert "refused (authentication)" in done.stderr and "comes from SECRET_KEY" in done.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "leekd.shell", "--settings", "no.such.settings", "ping"],
+        [sys.executable, "-m", "leekd.cli.shell", "--settings", "no.such.settings", "ping"],
         capture_output=True,
         text=True,
         timeout=30,
