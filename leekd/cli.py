@@ -238,7 +238,7 @@ def _db_description(mode: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     app = prepare(args)
-    from .app import run
+    from .runner import run
 
     try:
         run(app)

@@ -36,8 +36,9 @@ from .helpers import SECRET, wait_for  # noqa: E402
 @pytest.fixture(scope="module")
 def leekd(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """leekd in this process, on the project's database, found by the admin via LEEK_PORT."""
-    from leekd.app import Leekd, ServerThread
+    from leekd.app import Leekd
     from leekd.conf import Config
+    from leekd.runner import ServerThread
 
     call_command("migrate", verbosity=0, interactive=False)
     running = tmp_path_factory.mktemp("run") / "leekd.running"

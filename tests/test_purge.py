@@ -110,7 +110,7 @@ def test_purge_one_state_and_dry_run(client, records):
 
 
 def test_purge_works_in_batches_within_a_time_budget(records):
-    from leekd import maintenance
+    from leekd.store import purge as maintenance
 
     ids = records("succeeded", timedelta(days=2), 25)
     # Several small batches in one call,

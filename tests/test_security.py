@@ -186,7 +186,7 @@ def test_tls_and_plain_peers_fail_clearly_and_leekd_keeps_serving(make_server, t
 
 
 def test_tls_below_1_2_is_refused(make_server, tls_files):
-    from leekd.listen import server_tls_context
+    from leekd.net.listen import server_tls_context
 
     cert, key = tls_files
     assert server_tls_context(str(cert), str(key)).minimum_version == ssl.TLSVersion.TLSv1_2

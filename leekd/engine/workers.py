@@ -13,6 +13,7 @@ import pickle
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -20,11 +21,13 @@ from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from .conf import Config
+from ..conf import Config
+from ..job import Job, Outcome
 from .interrupt import cancel_pending
-from .queue import Job, TaskQueue
+from .queue import TaskQueue
 from .running import RunningSlots
-from .store import Outcome, Store
+
+Report = Callable[[Outcome], object]  # hands an outcome to whoever records it
 
 log = logging.getLogger("leekd.worker")
 
@@ -75,14 +78,14 @@ class Worker(threading.Thread):
         self,
         index: int,
         work: TaskQueue,
-        store: Store,
+        report: Report,
         config: Config,
         slots: RunningSlots | None = None,
     ) -> None:
         super().__init__(name=f"leekd-worker-{index}", daemon=True)
         self.index = index
         self.work = work
-        self.store = store
+        self.report = report
         self.config = config
         self.slots = slots
         self.stop_event = threading.Event()
@@ -106,7 +109,7 @@ class Worker(threading.Thread):
                     # The limit fired just as the task ended, outside its own code.
                     if not self.claimed and not self.retired:
                         exc = TaskTimeout("task exceeded its time limit")
-                        record_failure(self.work, self.store, job, exc, 0.0)
+                        record_failure(self.work, self.report, job, exc, 0.0)
         finally:
             connections.close_all()
 
@@ -150,9 +153,7 @@ class Worker(threading.Thread):
         if not self._claim():
             return
         self.work.done(job, ok=True)
-        self.store.submit_outcome(
-            Outcome(job, True, timezone.now(), duration, result=_pickled_result(result))
-        )
+        self.report(Outcome(job, True, timezone.now(), duration, result=_pickled_result(result)))
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
 
     def _claim(self) -> bool:
@@ -193,16 +194,16 @@ class Worker(threading.Thread):
             )
             self.work.put_later(job, delay)
             return
-        record_failure(self.work, self.store, job, exc, duration, prefix)
+        record_failure(self.work, self.report, job, exc, duration, prefix)
 
 
 def record_failure(
-    work: TaskQueue, store: Store, job: Job, exc: BaseException, duration: float, prefix: str = ""
+    work: TaskQueue, report: Report, job: Job, exc: BaseException, duration: float, prefix: str = ""
 ) -> None:
     """Record a job's final failure (from its worker, or from the watchdog)."""
     tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
     work.done(job, ok=False)
-    store.submit_outcome(
+    report(
         Outcome(
             job,
             False,

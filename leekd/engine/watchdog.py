@@ -78,7 +78,7 @@ class Watchdog(threading.Thread):
             )
             record_failure(
                 w.work,
-                w.store,
+                w.report,
                 job,
                 TaskTimeout(f"task exceeded its time limit and did not stop (ran {limit:.1f}s)"),
                 limit,

@@ -24,51 +24,34 @@ outcomes are kept in memory and written again on the next turn, and the thread g
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.utils import timezone
 
 from leek.protocol import TaskRecord
 
-from .queue import Job, TaskQueue
+from ..job import Job, Outcome
+from .rows import INSERT_CHUNK, insert_tasks, write_outcomes
+from .sqlite import Checkpointer
+from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
 
-INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
 OUTCOME_DELAY = 0.005  # seconds an outcome waits for others to share its commit
 LOCK_WAIT = 0.002  # seconds the fast path waits for the writer to finish a commit
 LOOP_OUTCOMES = 2000  # outcomes per commit on the loop, which serves nothing meanwhile
 _OUTCOMES = object()  # on the writer's queue: "outcomes are waiting in their deque"
-_TASK_COLUMNS = (
-    "queue", "name", "args_preview", "payload", "state", "enqueued_at",
-    "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
-)  # fmt: skip
-_INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
-
-
-@dataclass(slots=True)
-class Outcome:
-    job: Job
-    ok: bool
-    finished_at: datetime
-    duration: float = 0.0
-    result: bytes | None = None
-    exc_type: str = ""
-    message: str = ""
-    traceback: str = ""
 
 
 @dataclass(slots=True)
@@ -79,13 +62,14 @@ class _PushOp:
 
 
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
+Committed = Callable[[Iterable[Job]], object]
 
 
-class Store:
+class Store(Transactions):
     """Owns the writer thread; ``on_pushed`` is called once per commit with every answer."""
 
-    def __init__(self, work: TaskQueue, on_pushed: PushDone) -> None:
-        self.work = work
+    def __init__(self, on_committed: Committed, on_pushed: PushDone) -> None:
+        self.on_committed = on_committed  # the engine's: queue these jobs
         self.on_pushed = on_pushed
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_outcomes: list[Outcome] = []  # written when the database is back
@@ -340,8 +324,8 @@ class Store:
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
         with self._transaction(raw, single) as (cur, ph):
-            flat = self._insert_tasks(cur, ph, records, timezone.now(), retry_of)
-            self._write_outcomes(cur, ph, outcomes)
+            flat = insert_tasks(cur, ph, records, self._adapt(timezone.now()), retry_of)
+            write_outcomes(cur, ph, outcomes, self._adapt)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
@@ -364,74 +348,13 @@ class Store:
         ]
         if on_loop and answers:
             answer(answers)
-        self.work.put_many(
+        self.on_committed(
             Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout)
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         )
         if not on_loop and answers:
             answer(answers)
-
-    @contextmanager
-    def _transaction(self, raw: Any = None, single: bool = False) -> Iterator[tuple[Any, str]]:
-        """One transaction; yields a cursor and its placeholder.
-
-        On SQLite this talks to the driver directly (``BEGIN IMMEDIATE`` … ``COMMIT``):
-        Django's cursor wrapper and atomic() cost more than the commit itself on this path.
-        ``single`` says the body runs one statement, which SQLite then commits by itself.
-        Other databases go through Django's transaction and cursor. ``raw`` is the fast
-        path's connection, already open; without it this is the writer thread.
-        """
-        if raw is None and self._db.vendor != "sqlite":
-            with transaction.atomic(), self._db.cursor() as cur:
-                yield cur, "%s"
-            return
-        with self._db.wrap_database_errors:
-            if raw is None:
-                raw = self._sqlite()
-                if not self._waits:
-                    raw.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-                    self._waits = True
-            cur = raw.cursor()
-            if not single:
-                cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur, "?"
-                if raw.in_transaction:  # always, unless ``single``: then it committed
-                    cur.execute("COMMIT")
-            except BaseException:
-                if raw.in_transaction:
-                    raw.rollback()
-                raise
-            finally:
-                cur.close()
-
-    def _adapt(self, value: datetime) -> Any:
-        """A datetime as the database column takes it.
-
-        SQLite's, in a UTC connection, is the naive UTC ``str()``: that is what Django's
-        adapter returns, at a third of its cost (settings are looked up on every call
-        there). Other cases go through Django's.
-        """
-        if self._utc_text and value.tzinfo is UTC:
-            return str(value.replace(tzinfo=None))
-        return self._db.ops.adapt_datetimefield_value(value)
-
-    def _sqlite(self) -> Any:
-        """The writer's raw SQLite connection, opened and tuned on first use. Hold ``_lock``."""
-        self._db.ensure_connection()
-        raw = self._db.connection
-        if raw is not self._tuned:
-            # Checkpoints (two fsyncs each) run in the checkpointer thread, not here.
-            raw.execute("PRAGMA wal_autocheckpoint=0")
-            self._busy_ms = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-            self._waits = True
-            mode = raw.execute("PRAGMA journal_mode").fetchone()[0]
-            sync = raw.execute("PRAGMA synchronous").fetchone()[0]
-            # OFF is 0, NORMAL 1: in WAL mode neither syncs on commit, so it cannot stall.
-            self._fast = raw if str(mode).lower() == "wal" and sync <= 1 else None
-            self._tuned = raw
-        return raw
 
     def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
         self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
@@ -450,163 +373,3 @@ class Store:
         if pushes:
             err = DatabaseError(f"database unavailable: {self.last_error}")
             self.on_pushed([(op.token, err) for op in pushes])
-
-    def _insert_tasks(
-        self,
-        cur: Any,
-        ph: str,
-        records: Sequence[TaskRecord],
-        now: datetime,
-        retry_of: Sequence[int | None] | None,
-    ) -> list[int]:
-        when = self._adapt(now)
-        ids: list[int] = []
-        for start in range(0, len(records), INSERT_CHUNK):
-            chunk = records[start : start + INSERT_CHUNK]
-            params: list[Any] = []
-            for k, r in enumerate(chunk, start):
-                params += (
-                    r.queue, r.name, r.preview, r.payload, "queued", when,
-                    0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
-                )  # fmt: skip
-            values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
-            if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
-                cur.execute(values, params)
-                ids.append(cur.lastrowid)
-                continue
-            cur.execute(values + " RETURNING id", params)
-            # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
-            got = sorted(row_[0] for row_ in cur.fetchall())
-            if len(got) != len(chunk):
-                raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
-            ids += got
-        return ids
-
-    def _write_outcomes(self, cur: Any, ph: str, outcomes: list[Outcome]) -> None:
-        """Outcome rows and task states; an outcome whose task row is gone is dropped.
-
-        The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
-        outcome would otherwise fail the foreign key, and with it every commit after.
-        """
-        if not outcomes:
-            return
-        adapt = self._adapt
-        self._insert_outcomes(
-            cur,
-            ph,
-            "leekd_successtask (task_id, finished_at, duration, attempts, result)",
-            [
-                (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
-                for o in outcomes
-                if o.ok
-            ],
-        )
-        self._insert_outcomes(
-            cur,
-            ph,
-            "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback)",
-            [
-                (
-                    o.job.id,
-                    adapt(o.finished_at),
-                    o.job.attempts,
-                    o.exc_type[:255],
-                    o.message,
-                    o.traceback,
-                )
-                for o in outcomes
-                if not o.ok
-            ],
-        )
-        states = [
-            (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
-            for o in outcomes
-        ]
-        if ph != "?" or not _VALUES_TABLES:
-            cur.executemany(
-                f"UPDATE leekd_queuedtask SET state = {ph}, attempts = {ph}, deaths = {ph} "
-                f"WHERE id = {ph}",
-                [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
-            )
-            return
-        for start in range(0, len(states), INSERT_CHUNK):
-            chunk = states[start : start + INSERT_CHUNK]
-            cur.execute(
-                "UPDATE leekd_queuedtask SET state = v.column2, attempts = v.column3, "
-                f"deaths = v.column4 FROM (VALUES {_rows(4, len(chunk))}) AS v "
-                "WHERE leekd_queuedtask.id = v.column1",
-                [x for row in chunk for x in row],
-            )
-
-    def _insert_outcomes(self, cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
-        """Insert outcome rows (task id first) whose task row still exists.
-
-        On SQLite, one statement per chunk over a ``VALUES`` table: ``executemany`` steps
-        each row on its own, giving up and taking back the GIL every time.
-        """
-        if not rows:
-            return
-        width = len(rows[0])
-        exists = (
-            "WHERE EXISTS (SELECT 1 FROM leekd_queuedtask WHERE id = {}) ON CONFLICT DO NOTHING"
-        )
-        if ph != "?" or not _VALUES_TABLES:
-            marks = ", ".join([ph] * width)
-            cur.executemany(
-                f"INSERT INTO {target} SELECT {marks} {exists.format(ph)}",
-                [row + (row[0],) for row in rows],
-            )
-            return
-        columns = ", ".join(f"v.column{i}" for i in range(1, width + 1))
-        for start in range(0, len(rows), INSERT_CHUNK):
-            chunk = rows[start : start + INSERT_CHUNK]
-            cur.execute(
-                f"INSERT INTO {target} SELECT {columns} FROM (VALUES {_rows(width, len(chunk))}) "
-                f"AS v {exists.format('v.column1')}",
-                [x for row in chunk for x in row],
-            )
-
-
-# UPDATE … FROM arrived in SQLite 3.33; before it, outcomes are written row by row.
-_VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
-
-
-@functools.lru_cache(maxsize=256)
-def _rows(width: int, count: int, ph: str = "?") -> str:
-    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
-    return ", ".join(["(" + ", ".join([ph] * width) + ")"] * count)
-
-
-class Checkpointer(threading.Thread):
-    """Checkpoints SQLite's write-ahead log off the writer's path.
-
-    A checkpoint copies the log into the database file and syncs both; done by the writer
-    (SQLite's default, every 1000 pages) it stalls the pushes of that commit for
-    milliseconds. Here a passive checkpoint runs every ``interval`` on its own connection
-    and never blocks the writer.
-    """
-
-    def __init__(self, path: str, interval: float = 0.5) -> None:
-        super().__init__(name="leekd-checkpoint", daemon=True)
-        self.path = path
-        self.interval = interval
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            conn = sqlite3.connect(self.path, timeout=1.0, isolation_level=None)
-        except sqlite3.Error as exc:
-            log.warning("no background checkpoints for %s: %s", self.path, exc)
-            return
-        try:
-            while not self.stop_event.wait(self.interval):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:
-                    log.debug("checkpoint skipped: %s", exc)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            except sqlite3.Error:
-                pass
-        finally:
-            conn.close()

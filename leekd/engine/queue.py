@@ -14,19 +14,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-
-@dataclass(slots=True, eq=False)
-class Job:
-    """A committed task, held as bytes until a worker needs it."""
-
-    id: int
-    name: str
-    queue: str
-    payload: bytes
-    max_retries: int = 0  # 0: the server's default
-    timeout: float = 0.0  # 0: the server's default
-    attempts: int = 0
-    deaths: int = 0
+from ..job import Job
 
 
 @dataclass

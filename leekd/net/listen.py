@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from leek.errors import LeekConfigError
 
-from .conf import Config
+from ..conf import Config
 
 log = logging.getLogger("leekd.server")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import connection
 
-from .models import FailedTask, QueuedTask, SuccessTask
+from ..models import FailedTask, QueuedTask, SuccessTask
 
 
 def task_status(task_id: int) -> dict[str, Any] | None:
