@@ -1,4 +1,8 @@
-"""Leekd: the store, queue, workers and server put together, with start and phased stop.
+"""Leekd: the one place that assembles the store, the engine and the server, and stops them.
+
+The parts meet only here: the server asks through ``LeekdAPI`` (net/api.py), which this
+class implements; the store is handed the engine's ``put_many`` to queue what it committed;
+the workers are handed the store's ``submit_outcome`` to report what they ran.
 
 Stop order (each step logged, each wait bounded): stop accepting → refuse new pushes and
 answer the ones in flight → close connections → let running tasks finish within the grace
@@ -9,43 +13,33 @@ database and run after the next start.
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import functools
 import gc
 import logging
 import os
-import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import cloudpickle
-
 from leek import __version__
-from leek.protocol import State, TaskRecord
+from leek.protocol import TaskRecord
 
 from .conf import Config
-from .listen import Listener
+from .engine.queue import TaskQueue
+from .engine.running import RunningSlots, default_path
+from .engine.watchdog import Watchdog
+from .engine.workers import Worker
+from .net.admission import PYTHON
+from .net.authlog import AuthLog
+from .net.connection import LeekConnection, resolve_pushes
+from .net.listen import Listener
+from .net.server import Server
 from .notify import sd_notify
-from .queue import Job, TaskQueue
-from .running import RunningSlots, default_path
-from .server import (
-    PYTHON,
-    AuthLog,
-    LeekConnection,
-    RefusalLog,
-    client_pickle_problem,
-    make_pool,
-    resolve_pushes,
-)
-from .store import OUTCOME_DELAY, Store
-from .watchdog import Watchdog
-from .workers import Worker
+from .store.commit import OUTCOME_DELAY, Store
 
 log = logging.getLogger("leekd.server")
-
-RECOVER_CHUNK = 5000
 
 
 class Leekd:
@@ -55,12 +49,16 @@ class Leekd:
         self.work = TaskQueue()
         self.store: Store | None = None
         self.workers: list[Worker] = []
-        self.connections: set[LeekConnection] = set()  # accepted and counted
-        self.open_protocols: set[LeekConnection] = set()  # every one not yet lost, refused too
-        self.auth_log = AuthLog()
-        self.refusal_log = RefusalLog()
+        self.net = Server(
+            self,
+            secret,
+            max_frame=config.max_frame,
+            max_connections=config.max_connections,
+            handshake_timeout=config.handshake_timeout,
+            idle_timeout=config.idle_timeout,
+        )
         self.listener: Listener | None = None
-        self.pool = make_pool()
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leekd-query")
         self.draining = False
         self.force = False
         self.started = time.time()
@@ -76,16 +74,27 @@ class Leekd:
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
 
-    # ---- what the server reports
+    @property
+    def connections(self) -> set[LeekConnection]:
+        return self.net.connections
 
-    def server_info(self) -> dict[str, Any]:
-        return {"leek": __version__, "python": PYTHON, "cloudpickle": cloudpickle.__version__}
+    @property
+    def auth_log(self) -> AuthLog:
+        return self.net.shared.auth_log
 
-    def version_problem(self, peer: dict[str, Any], tasks: tuple[TaskRecord, ...]) -> str | None:
-        return client_pickle_problem(peer, (t.payload for t in tasks))
+    # ---- what a connection may ask (net/api.py)
 
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.current is not None)
+
+    def waiting(self) -> int:
+        return self.work.waiting()
+
+    def handled(self) -> int:
+        return self.work.handled()
+
+    def is_running(self, task_id: int) -> bool:
+        return self.work.is_running(task_id)
 
     def ping_info(self) -> dict[str, Any]:
         return {
@@ -120,78 +129,20 @@ class Leekd:
             },
         }
 
-    # ---- lifecycle
+    def task_status(self, task_id: int) -> dict[str, Any] | None:
+        from .store.queries import task_status  # needs Django's app registry, ready by now
 
-    def recover(self) -> int:
-        """Put every task with no outcome back on the queue; returns how many."""
-        from django.db import connection
+        return task_status(task_id)
 
-        try:
-            return self._recover()
-        finally:
-            connection.close()
+    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        from .store.purge import purge_job
 
-    def _recover(self) -> int:
-        from .models import QueuedTask
+        return purge_job(args)
 
-        if self.slots is not None:
-            dead = self.slots.read_dead()
-            if dead:
-                self._count_deaths(dead)
-            self.slots.clear()
-        n = 0
-        rows = (
-            QueuedTask.objects.unfinished()
-            .order_by("id")
-            .values_list("id", "name", "queue", "payload", "max_retries", "timeout", "deaths")
-            .iterator(chunk_size=RECOVER_CHUNK)
-        )
-        batch: list[Job] = []
-        for tid, name, queue, payload, retries, timeout, deaths in rows:
-            batch.append(Job(tid, name, queue, bytes(payload), retries, timeout, deaths=deaths))
-            if len(batch) >= RECOVER_CHUNK:
-                self.work.put_many(batch)
-                n += len(batch)
-                batch = []
-        self.work.put_many(batch)
-        n += len(batch)
-        self.recovered = n
-        return n
+    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        from .store.retry import retry_job
 
-    def _count_deaths(self, ids: list[int]) -> None:
-        """Blame the tasks that were running when the last leekd died; fail repeat offenders."""
-        from django.db import transaction
-        from django.db.models import F
-        from django.utils import timezone
-
-        from .models import FailedTask, QueuedTask
-
-        limit = self.config.max_deaths
-        with transaction.atomic():
-            QueuedTask.objects.unfinished().filter(pk__in=ids).update(deaths=F("deaths") + 1)
-            rows = list(QueuedTask.objects.unfinished().filter(pk__in=ids))
-            for row in rows:
-                if row.deaths < limit:
-                    log.warning(
-                        "task %d %s was running when leekd died (%d of %d allowed); running it again",
-                        row.pk,
-                        row.name,
-                        row.deaths,
-                        limit,
-                    )
-                    continue
-                message = f"leekd died while running it {row.deaths} times"
-                FailedTask.objects.create(
-                    task=row,
-                    failed_at=timezone.now(),
-                    attempts=max(row.attempts, row.deaths),
-                    exc_type="leekd.WorkerDied",
-                    message=message,
-                    traceback="",
-                )
-                QueuedTask.objects.filter(pk=row.pk).update(state="failed")
-                self.poisoned += 1
-                log.error("task %d %s: %s; recorded as failed", row.pk, row.name, message)
+        return retry_job(args, self.store)
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -225,9 +176,25 @@ class Leekd:
         assert self.store is not None
         self.store.commit_here((), resolve_pushes)
 
+    # ---- lifecycle
+
+    def recover(self) -> int:
+        """Put every task with no outcome back on the queue; returns how many."""
+        from .store.recovery import count_deaths, recover
+
+        if self.slots is not None:
+            dead = self.slots.read_dead()
+            if dead:
+                self.poisoned = count_deaths(dead, self.config.max_deaths)
+            self.slots.clear()
+        self.recovered = recover(self.work.put_many)
+        return self.recovered
+
     def _new_worker(self) -> Worker:
         assert self.store is not None
-        worker = Worker(self._next_slot, self.work, self.store, self.config, self.slots)
+        worker = Worker(
+            self._next_slot, self.work, self.store.submit_outcome, self.config, self.slots
+        )
         self._next_slot += 1
         return worker
 
@@ -250,7 +217,7 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work, on_pushed)
+        self.store = Store(self.work.put_many, on_pushed)
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
@@ -263,7 +230,7 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
-        server = await self.listener.start(lambda: LeekConnection(self))
+        await self.net.start(self.listener)
         self.port = self.listener.port
         log.info(
             "leekd %s listening on %s (pid %d, %d workers, Python %s)",
@@ -275,48 +242,18 @@ class Leekd:
         )
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
         sd_notify(f"READY=1\nSTATUS=listening on {self.listener.where}\nMAINPID={os.getpid()}")
-        sweeper = asyncio.create_task(self._sweep())
-        from .maintenance import start_retention  # needs Django's app registry, ready by now
+        from .store.purge import start_retention  # needs Django's app registry, ready by now
 
-        retention = start_retention(self)
+        retention = start_retention(self.config.retention, self.pool, lambda: self.draining)
         if ready is not None:
             ready(self)
         try:
             await self._stop.wait()
         finally:
-            sweeper.cancel()
             if retention is not None:
                 retention.cancel()
-            await self._shutdown(server)
+            await self._shutdown()
             self.stopped.set()
-
-    async def _sweep(self) -> None:
-        """Close connections that never finished the handshake, or went silent.
-
-        The handshake is timed from the connect, so trickling bytes cannot stretch it; an
-        authenticated connection from its last complete frame, so can a half-sent frame not.
-        A connection still there one round after its close (a peer that reads nothing, so
-        the answers cannot be flushed) is aborted.
-        """
-        cfg = self.config
-        interval = min(1.0, cfg.handshake_timeout / 4, cfg.idle_timeout / 4)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for c in list(self.connections):
-                if c.transport is None or c.pending:
-                    continue
-                if c.conn.state is State.READY:
-                    silent, limit = now - c.last_active, cfg.idle_timeout
-                else:
-                    silent, limit = now - c.opened, cfg.handshake_timeout
-                if silent <= limit:
-                    continue
-                if c.transport.is_closing():
-                    c.transport.abort()
-                else:
-                    log.info("closing %s: silent for %.1fs", c.peer, silent)
-                    c.transport.close()
 
     def request_stop(self, force: bool = False) -> None:
         """Ask for a graceful stop (thread-safe); a second call, or ``force``, skips the grace."""
@@ -329,33 +266,19 @@ class Leekd:
         except RuntimeError:
             pass  # the loop has already closed: leekd is stopped
 
-    async def _shutdown(self, server: asyncio.Server) -> None:
+    @property
+    def stopping(self) -> bool:
+        return self.draining or (self._stop is not None and self._stop.is_set())
+
+    async def _shutdown(self) -> None:
         assert self.store is not None
         sd_notify("STOPPING=1")
         log.info("stopping: no longer accepting connections")
-        server.close()
+        self.net.stop_accepting()
         if self.listener is not None:
             self.listener.close()  # and remove our Unix socket file
         self.draining = True
-        deadline = time.monotonic() + 5.0
-        while any(c.pending for c in self.connections) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        for c in list(self.connections):
-            if c.transport:
-                c.transport.close()
-        # A transport closes on the loop's next turns; let it, or its socket leaks at exit.
-        deadline = time.monotonic() + 1.0
-        while self.open_protocols and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        for c in list(self.open_protocols):  # a TLS peer that never completes the close
-            if c.transport:
-                c.transport.abort()
-        for _ in range(3):
-            await asyncio.sleep(0)
-        if getattr(server, "_waiters", ()) is None:
-            # CPython 3.13.0: a transport accepted just before close() and finalised later
-            # calls Server._wakeup() a second time, which then iterates None.
-            server._waiters = []  # type: ignore[attr-defined]
+        await self.net.close()
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )
@@ -377,7 +300,7 @@ class Leekd:
                 "task %d %s still running at exit; it stays queued and runs again", job.id, job.name
             )
         loop = asyncio.get_running_loop()
-        flushed = await loop.run_in_executor(None, self.store.stop, 10.0)
+        flushed = await loop.run_in_executor(None, functools.partial(self.store.stop, 10.0))
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -399,6 +322,8 @@ class Leekd:
 
 def trim_heap() -> None:
     """Return freed heap pages to the system (glibc only; elsewhere nothing to do)."""
+    import ctypes
+
     gc.collect()
     try:
         ctypes.CDLL(None).malloc_trim(0)
@@ -406,79 +331,4 @@ def trim_heap() -> None:
         pass
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed, else asyncio's own loop.
-
-    leek does not install uvloop: measured with scripts/bench it changes no figure (the
-    loop is not where a push spends its time) and costs about 2.5 MiB of resident memory.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def run(app: Leekd, ready: Callable[[Leekd], None] | None = None) -> None:
-    """Run in the foreground until SIGTERM/SIGINT (a second one forces the stop).
-
-    ``ready`` is called once leekd listens (``leekd start`` uses it to tell its parent).
-    """
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        loop = runner.get_loop()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, _on_signal, app, sig)
-        runner.run(app.serve(ready=ready))
-
-
-def _on_signal(app: Leekd, sig: int) -> None:
-    name = signal.Signals(sig).name
-    if app.draining or (app._stop is not None and app._stop.is_set()):
-        log.warning("%s again: stopping now, running tasks stay queued", name)
-        app.request_stop(force=True)
-    else:
-        log.info("%s: stopping gracefully (send again to force)", name)
-        app.request_stop()
-
-
-class ServerThread:
-    """leekd in a background thread of this process (for tests and embedding)."""
-
-    def __init__(self, app: Leekd) -> None:
-        self.app = app
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, name="leekd-main", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            with asyncio.Runner(loop_factory=new_event_loop) as runner:
-                runner.run(self.app.serve(ready=lambda _: self._ready.set()))
-        except BaseException as exc:  # reported to the starter
-            self._error = exc
-            self._ready.set()
-        finally:
-            # A peer still in its TLS handshake when the loop stopped never reached our
-            # protocol, so the stop could not abort it; its transport is finalised here,
-            # quietly, instead of warning later in whatever code the host runs next.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ResourceWarning)
-                gc.collect()
-
-    def start(self, timeout: float = 30.0) -> Leekd:
-        self.thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"leekd did not start within {timeout}s")
-        if self._error is not None:
-            raise self._error
-        return self.app
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.app.request_stop()
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            raise TimeoutError(f"leekd did not stop within {timeout}s")
-
-
-__all__ = ["Leekd", "ServerThread", "run"]
+__all__ = ["Leekd", "trim_heap"]

@@ -42,8 +42,9 @@ def django_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_server(django_db: Path, tmp_path: Path) -> Iterator:
     """Start in-process leekd servers on ephemeral ports; all are stopped at teardown."""
-    from leekd.app import Leekd, ServerThread
+    from leekd.app import Leekd
     from leekd.conf import Config
+    from leekd.runner import ServerThread
 
     started: list[ServerThread] = []
 

@@ -1,6 +1,6 @@
 """The admin through Django's test client, in a project with admin, auth and sessions.
 
-Not collected by the main suite (its name does not start with test_): tests/test_admin.py
+Not collected by the main suite (its name does not start with test_): tests/django/test_admin.py
 runs it in a process of its own, as Django is configured once per process. By hand:
 
     LEEK_SECRET=x LEEK_TEST_DB=/tmp/p.sqlite3 DJANGO_SETTINGS_MODULE=tests.project_settings \
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 if os.environ.get("DJANGO_SETTINGS_MODULE") != "tests.project_settings":
-    pytest.skip("run through tests/test_admin.py", allow_module_level=True)
+    pytest.skip("run through tests/django/test_admin.py", allow_module_level=True)
 
 import django
 
@@ -36,8 +36,9 @@ from .helpers import SECRET, wait_for  # noqa: E402
 @pytest.fixture(scope="module")
 def leekd(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """leekd in this process, on the project's database, found by the admin via LEEK_PORT."""
-    from leekd.app import Leekd, ServerThread
+    from leekd.app import Leekd
     from leekd.conf import Config
+    from leekd.runner import ServerThread
 
     call_command("migrate", verbosity=0, interactive=False)
     running = tmp_path_factory.mktemp("run") / "leekd.running"

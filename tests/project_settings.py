@@ -1,6 +1,6 @@
 """A Django project for the admin tests: leekd beside admin, auth, sessions and messages.
 
-Used in a process of its own (see tests/test_admin.py): the rest of the suite runs on
+Used in a process of its own (see tests/django/test_admin.py): the rest of the suite runs on
 leekd's embedded settings, and Django is configured once per process.
 """
 

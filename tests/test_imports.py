@@ -19,10 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"leek": ROOT / "client", "leekd": ROOT / "leekd"}
 MAX_LINES = 400
 
-LEEKD_IN_PROGRESS = pytest.mark.xfail(strict=False, reason="leekd layout in progress")
-BY_PACKAGE = pytest.mark.parametrize(
-    "package", ["leek", pytest.param("leekd", marks=LEEKD_IN_PROGRESS)]
-)
+BY_PACKAGE = pytest.mark.parametrize("package", ["leek", "leekd"])
+PARTS = ("leekd.net", "leekd.engine", "leekd.store")  # meet only in leekd.app
 
 
 @cache
@@ -130,7 +128,7 @@ def _describe(component: list[str]) -> str:
 def test_the_walk_sees_relative_and_function_level_imports():
     assert "leek.protocol" in graph()["leek.client"]
     assert "leek.client" in graph()["leek"]  # from .client import ...
-    assert "leek" in graph()["leekd.service"]  # from leek import Client, inside a function
+    assert "leek" in graph()["leekd.cli.ping"]  # from leek import Client, inside a function
     assert {"leek.events", "leek.frames"} <= graph()["leek.protocol"]
 
 
@@ -173,3 +171,29 @@ def test_no_module_is_too_long(package):
         if lines > MAX_LINES:
             too_long[str(path.relative_to(ROOT))] = lines
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
+def _part(module: str) -> str | None:
+    return next((p for p in PARTS if module == p or module.startswith(p + ".")), None)
+
+
+def test_net_engine_and_store_do_not_import_each_other():
+    crossings = [
+        f"{src} -> {dst}"
+        for src, targets in graph().items()
+        for dst in targets
+        if _part(src) and _part(dst) and _part(src) != _part(dst)
+    ]
+    assert not crossings, "the parts meet only in leekd.app:\n" + "\n".join(sorted(crossings))
+
+
+def test_nothing_imports_the_command_line_faces():
+    faces = ("leekd.cli", "leekd.management", "leekd.__main__")
+    wrong = [
+        f"{src} -> {dst}"
+        for src, targets in graph().items()
+        for dst in targets
+        if (dst == "leekd.cli" or dst.startswith("leekd.cli."))
+        and not any(src == f or src.startswith(f + ".") for f in faces)
+    ]
+    assert not wrong, "\n".join(sorted(wrong))

@@ -203,7 +203,7 @@ def _serve(args: argparse.Namespace, pidfile: Path, logf: Any, report: Reporter)
 
 
 def _prepare_and_run(args: argparse.Namespace, lock: PidFile, report: Reporter) -> int:
-    from ..app import run
+    from ..runner import run
 
     try:
         app = prepare(args)

@@ -26,7 +26,7 @@ log = logging.getLogger("leekd.cli")
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     app = prepare(args)
-    from ..app import run
+    from ..runner import run
 
     try:
         run(app)

@@ -1,0 +1,1 @@
+"""What runs tasks: the ready queue, worker threads, the watchdog, the crash ledger."""

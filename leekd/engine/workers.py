@@ -1,0 +1,233 @@
+"""Worker threads: take a job, load it, run it, report the outcome to the store.
+
+``Worker.run_one`` does one job and is what tests call directly; ``run`` just loops on it
+until the stop event is set. A task can raise anything, ``SystemExit`` included: the worker
+records it and goes on. A task over its time limit gets ``TaskTimeout`` raised inside its
+thread by the watchdog; a thread that does not come back is retired (see watchdog.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+from django.db import close_old_connections, connections
+from django.db.backends.signals import connection_created
+from django.utils import timezone
+
+from ..conf import Config
+from ..job import Job, Outcome
+from .interrupt import cancel_pending
+from .queue import TaskQueue
+from .running import RunningSlots
+
+Report = Callable[[Outcome], object]  # hands an outcome to whoever records it
+
+log = logging.getLogger("leekd.worker")
+
+MAX_MESSAGE = 10_000
+MAX_TRACEBACK = 100_000
+MAX_RESULT = 1024 * 1024  # larger results are not kept (the task still succeeded)
+
+
+_thread_db = threading.local()
+
+
+def _connected(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _thread_db.used = True  # runs in the thread that opened the connection
+
+
+connection_created.connect(_connected, weak=False, dispatch_uid="leekd.workers")
+
+
+def tidy_connections() -> None:
+    """``close_old_connections()``, skipped in a thread that never opened a connection.
+
+    Django's own call costs several microseconds even when there is nothing to close, which
+    is a large share of a short task's overhead.
+    """
+    if getattr(_thread_db, "used", True):  # unknown in a new thread: look once
+        close_old_connections()
+        _thread_db.used = any(
+            c.connection is not None for c in connections.all(initialized_only=True)
+        )
+
+
+class TaskTimeout(Exception):
+    """Raised inside a task's thread when it runs past its time limit."""
+
+
+def _pickled_result(result: Any) -> bytes | None:
+    if result is None:
+        return None
+    try:
+        data = pickle.dumps(result, protocol=5)
+    except Exception:
+        return None
+    return data if len(data) <= MAX_RESULT else None
+
+
+class Worker(threading.Thread):
+    def __init__(
+        self,
+        index: int,
+        work: TaskQueue,
+        report: Report,
+        config: Config,
+        slots: RunningSlots | None = None,
+    ) -> None:
+        super().__init__(name=f"leekd-worker-{index}", daemon=True)
+        self.index = index
+        self.work = work
+        self.report = report
+        self.config = config
+        self.slots = slots
+        self.stop_event = threading.Event()
+        self.current: Job | None = None
+        self.started_at = 0.0
+        self.deadline: float | None = None  # monotonic; set while a task with a limit runs
+        self.interrupted = False  # TaskTimeout was raised in this thread
+        self.retired = False  # given up on by the watchdog: report nothing more
+        self.claimed = False  # this thread has taken on reporting the current job
+        self.lock = threading.RLock()
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set() and not self.retired:
+                job = self.work.get(timeout=0.25)
+                if job is None:
+                    continue
+                try:
+                    self.run_one(job)
+                except TaskTimeout:
+                    # The limit fired just as the task ended, outside its own code.
+                    if not self.claimed and not self.retired:
+                        exc = TaskTimeout("task exceeded its time limit")
+                        record_failure(self.work, self.report, job, exc, 0.0)
+        finally:
+            connections.close_all()
+
+    def run_one(self, job: Job) -> None:
+        limit = job.timeout or self.config.timeout
+        with self.lock:
+            self.current, self.started_at = job, time.monotonic()
+            self.deadline = self.started_at + limit if limit else None
+            self.interrupted = False
+            self.claimed = False
+        job.attempts += 1
+        if self.slots is not None:
+            self.slots.set(self.index, job.id)
+        log.info("task %d %s started (attempt %d)", job.id, job.name, job.attempts)
+        try:
+            tidy_connections()
+            self._execute(job, limit)
+        finally:
+            with self.lock:
+                self.current, self.deadline = None, None
+            if self.slots is not None and not self.retired:
+                self.slots.set(self.index, 0)
+            tidy_connections()
+
+    def _execute(self, job: Job, limit: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            fn, args, kwargs = cloudpickle.loads(job.payload)
+        except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
+            # Loading will not succeed on a retry either (module missing, bad pickle).
+            self._fail(job, exc, t0, prefix="could not load the task: ", retry=False)
+            return
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+            if isinstance(exc, TaskTimeout):
+                exc = TaskTimeout(f"task exceeded its time limit of {limit:g}s")
+            self._fail(job, exc, t0)
+            return
+        duration = time.perf_counter() - t0
+        if not self._claim():
+            return
+        self.work.done(job, ok=True)
+        self.report(Outcome(job, True, timezone.now(), duration, result=_pickled_result(result)))
+        log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
+
+    def _claim(self) -> bool:
+        """True if this thread may still report its job (the watchdog has not taken it over)."""
+        with self.lock:
+            self.deadline = None  # no timeout may hit us from here on
+            if self.interrupted:
+                cancel_pending(self)  # the task ended before the timeout fired
+            self.claimed = not self.retired
+            return self.claimed
+
+    def _fail(
+        self, job: Job, exc: BaseException, t0: float, prefix: str = "", retry: bool = True
+    ) -> None:
+        if not self._claim():
+            return
+        duration = time.perf_counter() - t0
+        attempts = job.max_retries or self.config.max_retries
+        if retry and job.attempts < attempts and self.stop_event.is_set():
+            log.info(
+                "task %d %s failed while stopping; it stays queued for the next start",
+                job.id,
+                job.name,
+            )
+            self.work.release(job)
+            return
+        if retry and job.attempts < attempts:
+            delay = self.config.retry_delay * (2 ** (job.attempts - 1))
+            log.warning(
+                "task %d %s failed (attempt %d of %d, %s: %s); retrying in %.2fs",
+                job.id,
+                job.name,
+                job.attempts,
+                attempts,
+                type(exc).__name__,
+                short(exc),
+                delay,
+            )
+            self.work.put_later(job, delay)
+            return
+        record_failure(self.work, self.report, job, exc, duration, prefix)
+
+
+def record_failure(
+    work: TaskQueue, report: Report, job: Job, exc: BaseException, duration: float, prefix: str = ""
+) -> None:
+    """Record a job's final failure (from its worker, or from the watchdog)."""
+    tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+    work.done(job, ok=False)
+    report(
+        Outcome(
+            job,
+            False,
+            timezone.now(),
+            duration,
+            exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            message=(prefix + short(exc, MAX_MESSAGE)),
+            traceback=tb,
+        )
+    )
+    log.warning(
+        "task %d %s failed after %d attempt(s) in %.1f ms: %s: %s",
+        job.id,
+        job.name,
+        job.attempts,
+        duration * 1000,
+        type(exc).__name__,
+        short(exc),
+    )
+
+
+def short(exc: BaseException, limit: int = 300) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<unprintable exception>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

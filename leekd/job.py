@@ -1,0 +1,35 @@
+"""The vocabulary the engine and the store share: a committed task, and how an attempt ended.
+
+Both sides use these and neither owns them, so they live here, below both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """A committed task, held as bytes until a worker needs it."""
+
+    id: int
+    name: str
+    queue: str
+    payload: bytes
+    max_retries: int = 0  # 0: the server's default
+    timeout: float = 0.0  # 0: the server's default
+    attempts: int = 0
+    deaths: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    job: Job
+    ok: bool
+    finished_at: datetime
+    duration: float = 0.0
+    result: bytes | None = None
+    exc_type: str = ""
+    message: str = ""
+    traceback: str = ""

@@ -1,0 +1,1 @@
+"""The asyncio transport: listening, connections, the dispatch of requests."""

@@ -1,0 +1,42 @@
+"""What a connection may ask of the rest of leekd: the narrow interface ``app.py`` implements.
+
+The transport knows nothing of queues, workers or the database; every request it serves is
+one of these calls. Calls marked *blocking* run in the server's query pool, never on the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from leek.protocol import TaskRecord
+
+
+class LeekdAPI(Protocol):
+    draining: bool  # True once a stop began: no new pushes
+    pool: Executor  # where blocking calls run
+
+    def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
+        """Commit these records; ``resolve_pushes`` later answers ``token``."""
+
+    def ping_info(self) -> dict[str, Any]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def waiting(self) -> int: ...
+
+    def handled(self) -> int: ...
+
+    def is_running(self, task_id: int) -> bool: ...
+
+    def task_status(self, task_id: int) -> dict[str, Any] | None:
+        """The task's record, or None (blocking)."""
+
+    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Check a purge request (``ValueError`` for the client); returns the blocking work."""
+
+    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Check a retry_failed request; returns the blocking work."""
+
+    def request_stop(self, force: bool = False) -> None: ...

@@ -1,0 +1,149 @@
+"""The dispatch table: one ``handle_*`` method per request a client may send.
+
+A request named ``op`` is served by ``handle_<op>``; an unknown op is refused. Each handler
+answers through its slot, in request order; anything that touches the database runs in the
+API's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from leek.protocol import ClientHello, Connection, Error, ErrorCode, Push, Reply, Welcome
+
+from .admission import client_pickle_problem, record_problem, server_info
+from .api import LeekdAPI
+
+log = logging.getLogger("leekd.server")
+
+
+class Slot:
+    """An answer owed to a client, filled in when ready and sent in request order."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Any = None) -> None:
+        self.event = event
+
+
+class Handlers:
+    """The requests; mixed into ``LeekConnection``, which provides the attributes below."""
+
+    api: LeekdAPI
+    conn: Connection
+    peer: str
+    pending: deque[Slot]
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def _answer(self, slot: Slot) -> None:
+        self.pending.append(slot)
+        self.flush()
+
+    def handle_hello(self, event: ClientHello) -> None:
+        info = server_info()
+        self.pending.append(Slot(Welcome(info)))
+        self.flush()
+
+    def handle_push(self, event: Push) -> None:
+        slot = Slot()
+        self.pending.append(slot)
+        if self.api.draining:
+            slot.event = Error(
+                ErrorCode.UNAVAILABLE,
+                "leekd is stopping and takes no new tasks; push again once it is back",
+            )
+            self.flush()
+            return
+        problem = record_problem(event.tasks)
+        if problem:
+            slot.event = Error(ErrorCode.REJECTED, problem)
+            self.flush()
+            return
+        problem = client_pickle_problem(self.conn.peer_info, (t.payload for t in event.tasks))
+        if problem:
+            slot.event = Error(ErrorCode.VERSION, problem)
+            self.flush()
+            return
+        self.api.push(event.tasks, (self, slot))
+
+    def _reply(self, data: Any) -> None:
+        self._answer(Slot(Reply(data)))
+
+    def _in_pool(self, fn: Callable[[], Any], wrap: Callable[[Any], Any]) -> None:
+        slot = Slot()
+        self.pending.append(slot)
+        future = asyncio.get_running_loop().run_in_executor(self.api.pool, fn)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                log.error("request failed: %s: %s", type(exc).__name__, exc)
+                slot.event = Error(ErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+            else:
+                slot.event = wrap(f.result())
+            self.flush()
+
+        future.add_done_callback(done)
+
+    def handle_ping(self, args: dict[str, Any]) -> None:
+        self._reply(self.api.ping_info())
+
+    def handle_waiting(self, args: dict[str, Any]) -> None:
+        self._reply(self.api.waiting())
+
+    def handle_handled(self, args: dict[str, Any]) -> None:
+        self._reply(self.api.handled())
+
+    def handle_stats(self, args: dict[str, Any]) -> None:
+        self._reply(self.api.stats())
+
+    def handle_status(self, args: dict[str, Any]) -> None:
+        task_id = args.get("id")
+        if not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 1:
+            self._answer(
+                Slot(Error(ErrorCode.REJECTED, "status needs a task id (a positive integer)"))
+            )
+            return
+        running = self.api.is_running(task_id)
+
+        def wrap(row: dict[str, Any] | None) -> Any:
+            if row is None:
+                return Error(ErrorCode.NOT_FOUND, f"no task with id {task_id}")
+            if running and row["state"] == "queued":
+                row["state"] = "running"
+            return Reply(row)
+
+        self._in_pool(lambda: self.api.task_status(task_id), wrap)
+
+    def handle_drain(self, args: dict[str, Any]) -> None:
+        """Stop gracefully, as SIGTERM does: for hosts where signals cannot reach leekd."""
+        log.info("drain requested by %s", self.peer)
+        already = self.api.draining
+        self._reply({"draining": True, "already": already, "pid": os.getpid()})
+        if not already:
+            self.api.request_stop()
+
+    def handle_purge(self, args: dict[str, Any]) -> None:
+        self._maintenance(lambda: self.api.purge_job(args))
+
+    def handle_retry_failed(self, args: dict[str, Any]) -> None:
+        if self.api.draining and args.get("dry_run") is not True:
+            self._answer(Slot(Error(ErrorCode.UNAVAILABLE, "leekd is stopping; retry later")))
+            return
+        self._maintenance(lambda: self.api.retry_job(args))
+
+    def _maintenance(self, check: Callable[[], Callable[[], Any]]) -> None:
+        """Check the arguments here, do the database work in the pool."""
+        try:
+            job = check()
+        except ValueError as exc:
+            self._answer(Slot(Error(ErrorCode.REJECTED, str(exc))))
+            return
+        self._in_pool(job, Reply)

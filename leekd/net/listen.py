@@ -1,0 +1,145 @@
+"""Where leekd listens: TCP, TCP inside TLS, or a Unix-domain socket.
+
+Everything that can fail on bad settings (a certificate that does not load, a socket path
+that is taken) fails in ``Listener()``, before recovery or any thread starts. A Unix socket
+gets mode 0600 before ``listen()``: until then every ``connect()`` is refused, so no other
+user can get in during start-up either. It is removed on stop, if it is still ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+import stat
+from collections.abc import Callable
+
+from leek.errors import LeekConfigError
+
+from ..conf import Config
+
+log = logging.getLogger("leekd.server")
+
+BACKLOG = 1024
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2 or later with the given certificate chain; clients present no certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Clients never resume sessions; a TLS 1.3 ticket arriving on an idle client connection
+    # would only make it look stale.
+    ctx.num_tickets = 0
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise LeekConfigError(f"cannot load TLS certificate {cert} with key {key}: {exc}") from None
+    return ctx
+
+
+def _socket_alive(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # cannot tell (not ours, backlog full): assume someone is there
+    finally:
+        probe.close()
+    return True
+
+
+def claim_unix_path(path: str) -> socket.socket:
+    """A socket bound at ``path`` with mode 0600, not yet listening.
+
+    A stale socket left by a killed server is replaced; a live one, or anything that is
+    not a socket, is refused.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise LeekConfigError(f"{path} exists and is not a socket; refusing to replace it")
+        if _socket_alive(path):
+            raise LeekConfigError(
+                f"another server is listening on {path}; stop it first, or choose another --unix"
+            )
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Listener:
+    """leekd's listening socket(s): prepared in the constructor, served by ``start()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server: asyncio.Server | None = None
+        self.port: int | None = None
+        self._unix_sock: socket.socket | None = None
+        self._unix_id: tuple[int, int] | None = None
+        self.tls: ssl.SSLContext | None = None
+        if config.unix:
+            self._unix_sock = claim_unix_path(config.unix)
+            st = os.stat(config.unix)
+            self._unix_id = (st.st_dev, st.st_ino)
+        elif config.tls_cert and config.tls_key:
+            self.tls = server_tls_context(config.tls_cert, config.tls_key)
+
+    @property
+    def where(self) -> str:
+        """The address for logs and clients: ``unix:PATH`` or ``HOST:PORT`` (with TLS)."""
+        if self.config.unix:
+            return f"unix:{self.config.unix}"
+        port = self.config.port if self.port is None else self.port
+        return f"{self.config.host}:{port}" + (" with TLS" if self.tls else "")
+
+    async def start(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        if self._unix_sock is not None:
+            self.server = await loop.create_unix_server(
+                factory, sock=self._unix_sock, backlog=BACKLOG
+            )
+        else:
+            self.server = await loop.create_server(
+                factory,
+                self.config.host,
+                self.config.port,
+                backlog=BACKLOG,
+                ssl=self.tls,
+                ssl_handshake_timeout=self.config.handshake_timeout if self.tls else None,
+            )
+            sockets = self.server.sockets
+            self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        return self.server
+
+    def close(self) -> None:
+        """Stop accepting; remove our Unix socket file (not one another server put there)."""
+        if self.server is not None:
+            self.server.close()
+        elif self._unix_sock is not None:
+            self._unix_sock.close()
+        path = self.config.unix
+        if path and self._unix_id is not None:
+            try:
+                st = os.lstat(path)
+                if (st.st_dev, st.st_ino) == self._unix_id:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            self._unix_id = None
+
+
+__all__ = ["Listener", "claim_unix_path", "server_tls_context"]

@@ -1,0 +1,1 @@
+"""How records reach the database: group commit, recovery, maintenance, reads."""

@@ -1,0 +1,56 @@
+"""Reads and maintenance the server runs off the event loop (in its small thread pool)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+
+from ..models import FailedTask, QueuedTask, SuccessTask
+
+
+def task_status(task_id: int) -> dict[str, Any] | None:
+    try:
+        return _task_status(task_id)
+    finally:
+        connection.close()  # pool threads come and go; never leave a connection behind
+
+
+def _task_status(task_id: int) -> dict[str, Any] | None:
+    row = (
+        QueuedTask.objects.filter(pk=task_id)
+        .values(
+            "id", "name", "queue", "state", "attempts", "enqueued_at", "args_preview", "retry_of_id"
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    row["enqueued_at"] = row["enqueued_at"].isoformat()
+    if row["state"] == "succeeded":
+        s = (
+            SuccessTask.objects.filter(task_id=task_id)
+            .values("finished_at", "duration", "attempts")
+            .first()
+        )
+        if s:
+            row.update(
+                finished_at=s["finished_at"].isoformat(),
+                duration=s["duration"],
+                attempts=s["attempts"],
+            )
+    elif row["state"] == "failed":
+        f = (
+            FailedTask.objects.filter(task_id=task_id)
+            .values("id", "failed_at", "attempts", "exc_type", "message", "traceback")
+            .first()
+        )
+        if f:
+            row.update(
+                failure_id=f["id"],
+                finished_at=f["failed_at"].isoformat(),
+                attempts=f["attempts"],
+                error=f"{f['exc_type']}: {f['message']}",
+                traceback=f["traceback"],
+            )
+    return row

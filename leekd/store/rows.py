@@ -1,0 +1,151 @@
+"""The SQL of a group commit: task rows in, outcome rows and task states out.
+
+Plain functions over a DB-API cursor and its placeholder, so the same statements serve the
+event loop's raw SQLite connection and the writer's Django cursor.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError
+
+from leek.protocol import TaskRecord
+
+from ..job import Outcome
+
+INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
+_TASK_COLUMNS = (
+    "queue", "name", "args_preview", "payload", "state", "enqueued_at",
+    "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
+)  # fmt: skip
+_INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
+
+
+def insert_tasks(
+    cur: Any,
+    ph: str,
+    records: Sequence[TaskRecord],
+    when: Any,
+    retry_of: Sequence[int | None] | None,
+) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(records), INSERT_CHUNK):
+        chunk = records[start : start + INSERT_CHUNK]
+        params: list[Any] = []
+        for k, r in enumerate(chunk, start):
+            params += (
+                r.queue, r.name, r.preview, r.payload, "queued", when,
+                0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
+            )  # fmt: skip
+        values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
+        if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
+            cur.execute(values, params)
+            ids.append(cur.lastrowid)
+            continue
+        cur.execute(values + " RETURNING id", params)
+        # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
+        got = sorted(row_[0] for row_ in cur.fetchall())
+        if len(got) != len(chunk):
+            raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
+        ids += got
+    return ids
+
+
+def write_outcomes(
+    cur: Any, ph: str, outcomes: list[Outcome], adapt: Callable[[datetime], Any]
+) -> None:
+    """Outcome rows and task states; an outcome whose task row is gone is dropped.
+
+    The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
+    outcome would otherwise fail the foreign key, and with it every commit after.
+    """
+    if not outcomes:
+        return
+    _insert_outcomes(
+        cur,
+        ph,
+        "leekd_successtask (task_id, finished_at, duration, attempts, result)",
+        [
+            (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
+            for o in outcomes
+            if o.ok
+        ],
+    )
+    _insert_outcomes(
+        cur,
+        ph,
+        "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback)",
+        [
+            (
+                o.job.id,
+                adapt(o.finished_at),
+                o.job.attempts,
+                o.exc_type[:255],
+                o.message,
+                o.traceback,
+            )
+            for o in outcomes
+            if not o.ok
+        ],
+    )
+    states = [
+        (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
+        for o in outcomes
+    ]
+    if ph != "?" or not _VALUES_TABLES:
+        cur.executemany(
+            f"UPDATE leekd_queuedtask SET state = {ph}, attempts = {ph}, deaths = {ph} "
+            f"WHERE id = {ph}",
+            [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
+        )
+        return
+    for start in range(0, len(states), INSERT_CHUNK):
+        chunk = states[start : start + INSERT_CHUNK]
+        cur.execute(
+            "UPDATE leekd_queuedtask SET state = v.column2, attempts = v.column3, "
+            f"deaths = v.column4 FROM (VALUES {_rows(4, len(chunk))}) AS v "
+            "WHERE leekd_queuedtask.id = v.column1",
+            [x for row in chunk for x in row],
+        )
+
+
+def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert outcome rows (task id first) whose task row still exists.
+
+    On SQLite, one statement per chunk over a ``VALUES`` table: ``executemany`` steps
+    each row on its own, giving up and taking back the GIL every time.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    exists = "WHERE EXISTS (SELECT 1 FROM leekd_queuedtask WHERE id = {}) ON CONFLICT DO NOTHING"
+    if ph != "?" or not _VALUES_TABLES:
+        marks = ", ".join([ph] * width)
+        cur.executemany(
+            f"INSERT INTO {target} SELECT {marks} {exists.format(ph)}",
+            [row + (row[0],) for row in rows],
+        )
+        return
+    columns = ", ".join(f"v.column{i}" for i in range(1, width + 1))
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        cur.execute(
+            f"INSERT INTO {target} SELECT {columns} FROM (VALUES {_rows(width, len(chunk))}) "
+            f"AS v {exists.format('v.column1')}",
+            [x for row in chunk for x in row],
+        )
+
+
+# UPDATE … FROM arrived in SQLite 3.33; before it, outcomes are written row by row.
+_VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _rows(width: int, count: int, ph: str = "?") -> str:
+    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
+    return ", ".join(["(" + ", ".join([ph] * width) + ")"] * count)

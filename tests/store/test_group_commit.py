@@ -1,0 +1,120 @@
+"""Where pushes are committed: by the event loop when SQLite cannot stall, else by the writer."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import leek
+from leek.protocol import Push, Pushed
+from leek.records import make_record
+
+from .. import tasks
+from ..conftest import rows
+from ..helpers import SECRET, wait_for
+from ..rawpeer import RawPeer
+
+
+def test_embedded_sqlite_commits_pushes_on_the_event_loop(make_server, django_db):
+    app = make_server()
+    with leek.Client(port=app.port, secret=SECRET) as c:
+        ids = [c.push(tasks.noop) for _ in range(20)]
+        marks = ", ".join("?" * len(ids))
+
+        def states():
+            sql = f"SELECT id, state FROM leekd_queuedtask WHERE id IN ({marks})"
+            return sorted(rows(django_db, sql, *ids))
+
+        # Every answered push has its row, and then its outcome,
+        wait_for(lambda: states() == [(i, "succeeded") for i in ids])
+        store = c.stats()["store"]
+    # and (WAL, synchronous=NORMAL) the loop made every commit, of pushes and of outcomes:
+    # the writer thread had none to do.
+    assert store["commits_on_loop"] == store["commits"] > 0
+
+
+def test_pipelined_pushes_share_commits(make_server):
+    app = make_server(workers=1)
+    record = make_record(tasks.noop, (), None)
+    before = app.store.commits
+    n = 300
+    with RawPeer(app.port, timeout=10) as peer:
+        conn = peer.handshake()
+        peer.send(b"".join(conn.send(Push((record,))) for _ in range(n)))
+        answers = []
+        for _ in range(n):
+            conn.receive_data(peer.recv_frame())
+            answers.append(conn.next_event())
+    ids = [a.ids[0] for a in answers if isinstance(a, Pushed)]
+    assert len(ids) == n and ids == sorted(ids)
+    # Answered in order, and committed in groups: what one read brought shares a commit.
+    assert app.store.commits - before < n // 2
+
+
+def test_a_locked_database_does_not_stall_the_loop(make_server, django_db):
+    app = make_server(workers=1)
+    on_loop = app.store.commits_on_loop
+    lock = sqlite3.connect(django_db, timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+    result: list[object] = []
+    pusher = leek.Client(port=app.port, secret=SECRET)
+
+    def push() -> None:
+        try:
+            result.append(pusher.push(tasks.noop))
+        except leek.LeekError as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=push)
+    try:
+        thread.start()
+        # Once leekd has read the push (its answer is owed),
+        wait_for(lambda: any(c.pending for c in list(app.connections)), what="push read")
+        # the loop still answers others: the push waits in the writer, not here. (Had the
+        # loop waited out SQLite's 5 s busy timeout, this ping would time out.)
+        with leek.Client(port=app.port, secret=SECRET, timeout=2.5) as other:
+            assert other.ping()["status"] == "ok"
+        assert thread.is_alive() and not result
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    thread.join(15)
+    pusher.close()
+    # With the lock gone, the writer commits it within its busy timeout, and answers.
+    assert len(result) == 1 and isinstance(result[0], int), result
+    assert app.store.commits_on_loop == on_loop
+    assert rows(django_db, "SELECT state FROM leekd_queuedtask WHERE id = ?", result[0])
+
+
+def test_synchronous_full_keeps_commits_off_the_loop(leekd_proc):
+    # FULL syncs the log on every commit: that may take milliseconds, so the writer does it.
+    p = leekd_proc("--workers", "1", LEEK_SQLITE_SYNCHRONOUS="FULL")
+    with leek.Client(port=p.port, secret=SECRET) as c:
+        ids = [c.push(tasks.noop) for _ in range(5)]
+        wait_for(lambda: c.handled() == 5)
+        store = c.stats()["store"]
+    assert store["commits_on_loop"] == 0 and store["commits"] >= 2
+    assert len(rows(p.db, "SELECT id FROM leekd_queuedtask")) == len(ids)
+
+
+def test_default_leekd_run_commits_on_the_loop(leekd_proc):
+    p = leekd_proc("--workers", "1")
+    with leek.Client(port=p.port, secret=SECRET) as c:
+        for _ in range(5):
+            c.push(tasks.noop)
+        assert c.stats()["store"]["commits_on_loop"] > 0
+
+
+def test_datetimes_are_written_as_django_writes_them(server):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from django.db import connection
+
+    ops = connection.ops
+    assert server.store._utc_text  # embedded SQLite: the short way is taken
+    for value in (
+        datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: str() drops them
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+    ):
+        assert server.store._adapt(value) == ops.adapt_datetimefield_value(value)
