@@ -1,6 +1,6 @@
 """leek: push tasks to leekd, durably, from Django or plain Python."""
 
-from .client import Client, get_client, push, push_many, push_task_to_queue
+from .client import Client, cancel, get_client, push, push_many, push_task_to_queue
 from .errors import (
     LeekAuthError,
     LeekConfigError,
@@ -24,6 +24,7 @@ __all__ = [
     "LeekRejected",
     "LeekUnavailable",
     "LeekVersionError",
+    "cancel",
     "get_client",
     "push",
     "push_many",

@@ -24,9 +24,7 @@ from .errors import (
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
-    LeekRejected,
-    LeekUnavailable,
-    LeekVersionError,
+    raise_error,
 )
 from .protocol import (
     CLOSED,
@@ -63,17 +61,6 @@ def client_info() -> dict[str, Any]:
         "leek": __version__,
         "pid": os.getpid(),
     }
-
-
-def _raise_error(event: Error, where: str) -> None:
-    code = event.code
-    if code == ErrorCode.AUTH:
-        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
-    if code == ErrorCode.VERSION:
-        raise LeekVersionError(event.message, "version")
-    if code == ErrorCode.UNAVAILABLE:
-        raise LeekUnavailable(event.message, "unavailable")
-    raise LeekRejected(event.message, code.name.lower())
 
 
 class Client:
@@ -200,6 +187,12 @@ class Client:
         """One task's state: queued, running, succeeded or failed, with attempts and error."""
         return self.request("status", id=int(task_id))
 
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        """Cancel a task that has not started (due or scheduled): it never runs, and its
+        record says "cancelled". Raises ``LeekRejected`` (with the reason) for a task that
+        is running or finished, and for an unknown id."""
+        return self.request("cancel", id=int(task_id))
+
     def close(self) -> None:
         with self._lock:
             self._drop()
@@ -275,7 +268,7 @@ class Client:
             if isinstance(event, Error):
                 if len(events) > 1:
                     self._drop()  # answers still owed for the rest of the pipeline
-                _raise_error(event, self.address)
+                raise_error(event, self.address)
             replies.append(event)
         return replies
 
@@ -326,13 +319,13 @@ class Client:
         try:
             hello = self._read_event()
             if isinstance(hello, Error):
-                _raise_error(hello, self.address)  # refused before the greeting
+                raise_error(hello, self.address)  # refused before the greeting
             if not isinstance(hello, ServerHello):
                 raise LeekProtocolError("leekd did not greet us")
             sock.sendall(self._conn.hello(client_info()))
             welcome = self._read_event()
             if isinstance(welcome, Error):
-                _raise_error(welcome, self.address)
+                raise_error(welcome, self.address)
             if not isinstance(welcome, Welcome):
                 raise LeekProtocolError("leekd did not welcome us")
             self.server_info = welcome.info
@@ -396,3 +389,8 @@ def push(
 
 def push_many(calls: Iterable[Any], **options: Any) -> list[int]:
     return get_client().push_many(calls, **options)
+
+
+def cancel(task_id: int) -> dict[str, Any]:
+    """Cancel a task that has not started; ``LeekRejected`` says why not, if it cannot be."""
+    return get_client().cancel(task_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .events import Error, ErrorCode
+
 
 class LeekError(Exception):
     """Raised for anything leek cannot do; the base of every leek exception."""
@@ -38,3 +40,15 @@ class LeekUnavailable(LeekRejected):
 
 class LeekVersionError(LeekRejected):
     """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""
+
+
+def raise_error(event: Error, where: str) -> None:
+    """Raise the exception an error frame from leekd stands for."""
+    code = event.code
+    if code == ErrorCode.AUTH:
+        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
+    if code == ErrorCode.VERSION:
+        raise LeekVersionError(event.message, "version")
+    if code == ErrorCode.UNAVAILABLE:
+        raise LeekUnavailable(event.message, "unavailable")
+    raise LeekRejected(event.message, code.name.lower())

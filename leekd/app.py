@@ -27,6 +27,7 @@ from leek import __version__
 from leek.protocol import TaskRecord
 
 from .conf import Config
+from .engine.pools import Pools
 from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
@@ -46,9 +47,9 @@ class Leekd:
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
-        self.work = TaskQueue()
+        self.engine = Pools(config.pools, shared=config.queues is None)
+        self.served_queues = self.engine.served
         self.store: Store | None = None
-        self.workers: list[Worker] = []
         self.net = Server(
             self,
             secret,
@@ -84,17 +85,21 @@ class Leekd:
 
     # ---- what a connection may ask (net/api.py)
 
+    @property
+    def workers(self) -> list[Worker]:
+        return self.engine.workers
+
     def busy(self) -> int:
-        return sum(1 for w in self.workers if w.current is not None)
+        return self.engine.busy()
 
     def waiting(self) -> int:
-        return self.work.waiting()
+        return self.engine.waiting()
 
     def handled(self) -> int:
-        return self.work.handled()
+        return self.engine.handled()
 
     def is_running(self, task_id: int) -> bool:
-        return self.work.is_running(task_id)
+        return self.engine.is_running(task_id)
 
     def ping_info(self) -> dict[str, Any]:
         return {
@@ -105,7 +110,7 @@ class Leekd:
             "uptime": round(time.time() - self.started, 3),
             "workers": len(self.workers),
             "busy": self.busy(),
-            "waiting": self.work.waiting(),
+            "waiting": self.engine.waiting(),
             "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
         }
 
@@ -114,10 +119,12 @@ class Leekd:
         return {
             "version": __version__,
             "uptime": round(time.time() - self.started, 3),
-            "queues": self.work.snapshot(),
+            "queues": self.engine.snapshot(),
             "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
-            "waiting": self.work.waiting(),
-            "handled": self.work.handled(),
+            "pools": self.engine.pool_stats(),
+            "serves": sorted(self.served_queues) if self.served_queues is not None else None,
+            "waiting": self.engine.waiting(),
+            "handled": self.engine.handled(),
             "recovered": self.recovered,
             "poisoned": self.poisoned,
             "connections": len(self.connections),
@@ -143,6 +150,41 @@ class Leekd:
         from .store.retry import retry_job
 
         return retry_job(args, self.store)
+
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        """Cancel a task that has not started (blocking).
+
+        Who wins against a worker is decided in the task's ``TaskQueue``, under its lock:
+        either the cancel takes the job out, or a worker has it and the cancel is refused.
+        The job is out of memory before its row says "cancelled"; if that write fails it
+        goes back, and the client is told the cancel did not happen.
+        """
+        from .store.cancel import mark_cancelled, state_of
+
+        job = self.engine.take(task_id)
+        if job is not None:
+            try:
+                mark_cancelled(task_id, job.attempts)
+            except BaseException:
+                self.engine.put_many([job])
+                raise
+            log.info("task %d %s cancelled", job.id, job.name)
+            return {"cancelled": True, "id": task_id, "queue": job.queue}
+        if self.engine.is_running(task_id):
+            return refused(task_id, "is running; only a task that has not started can be cancelled")
+        row = state_of(task_id)
+        if row is None:
+            return {"cancelled": False, "found": False, "reason": f"no task with id {task_id}"}
+        state, queue = row
+        if state == "cancelled":
+            return refused(task_id, "was already cancelled")
+        if state != "queued":
+            return refused(task_id, f"has already {state}; a finished task cannot be cancelled")
+        if self.served_queues is not None and queue not in self.served_queues:
+            mark_cancelled(task_id, 0)  # no thread of ours holds it: the row is all there is
+            log.info("task %d of unserved queue %r cancelled", task_id, queue)
+            return {"cancelled": True, "id": task_id, "queue": queue}
+        return refused(task_id, "has just run and its outcome is being recorded")
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -187,13 +229,13 @@ class Leekd:
             if dead:
                 self.poisoned = count_deaths(dead, self.config.max_deaths)
             self.slots.clear()
-        self.recovered = recover(self.work.put_many)
+        self.recovered = recover(self.engine.put_many)
         return self.recovered
 
-    def _new_worker(self) -> Worker:
+    def _new_worker(self, work: TaskQueue, pool: str) -> Worker:
         assert self.store is not None
         worker = Worker(
-            self._next_slot, self.work, self.store.submit_outcome, self.config, self.slots
+            self._next_slot, work, self.store.submit_outcome, self.config, self.slots, pool
         )
         self._next_slot += 1
         return worker
@@ -217,7 +259,7 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work.put_many, on_pushed)
+        self.store = Store(self.engine.put_many, on_pushed)
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
@@ -225,19 +267,19 @@ class Leekd:
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
-        self.workers = [self._new_worker() for _ in range(self.config.workers)]
-        for w in self.workers:
-            w.start()
-        self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
+        self.engine.start(self._new_worker)
+        self.watchdog = Watchdog(
+            self.engine.workers, self.engine.replacement(self._new_worker), self.config.kill_after
+        )
         self.watchdog.start()
         await self.net.start(self.listener)
         self.port = self.listener.port
         log.info(
-            "leekd %s listening on %s (pid %d, %d workers, Python %s)",
+            "leekd %s listening on %s (pid %d, %s, Python %s)",
             __version__,
             self.listener.where,
             os.getpid(),
-            self.config.workers,
+            describe_pools(self.config.pools, shared=self.served_queues is None),
             PYTHON,
         )
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
@@ -282,9 +324,7 @@ class Leekd:
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )
-        for w in self.workers:
-            w.stop_event.set()
-        self.work.close()
+        self.engine.close()
         deadline = time.monotonic() + self.config.grace
         while (
             any(w.is_alive() for w in self.workers)
@@ -307,7 +347,7 @@ class Leekd:
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()
-        snap = self.work.snapshot()
+        snap = self.engine.snapshot()
         ok = sum(q["succeeded"] for q in snap.values())
         bad = sum(q["failed"] for q in snap.values())
         log.info(
@@ -315,9 +355,20 @@ class Leekd:
             ok + bad,
             ok,
             bad,
-            self.work.waiting() + len(stragglers),
+            self.engine.waiting() + len(stragglers),
             time.time() - self.started,
         )
+
+
+def refused(task_id: int, why: str) -> dict[str, Any]:
+    return {"cancelled": False, "found": True, "reason": f"task {task_id} {why}"}
+
+
+def describe_pools(pools: dict[str, int], shared: bool) -> str:
+    """For the start-up line: "4 workers", or "queues default=4, mail=1"."""
+    if shared:
+        return f"{pools['default']} workers"
+    return "queues " + ", ".join(f"{name}={n}" for name, n in pools.items())
 
 
 def trim_heap() -> None:

@@ -1,4 +1,4 @@
-"""``leek-shell``: ask a running leekd how it is, look up one task, purge old records.
+"""``leek-shell``: ask a running leekd how it is, look up or cancel a task, purge old records.
 
 A plain client over ``leek.Client``: it never loads Django models, so it runs wherever the
 secret is at hand (LEEK_SECRET, leekd's key file, or a Django project's settings through
@@ -136,7 +136,7 @@ def cmd_handled(client: leek.Client, args: argparse.Namespace, out: TextIO) -> N
     say(out, str(client.handled()))
 
 
-STAT_COLUMNS = ("waiting", "running", "succeeded", "failed", "retried")
+STAT_COLUMNS = ("waiting", "scheduled", "running", "succeeded", "failed", "retried")
 
 
 def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -161,15 +161,30 @@ def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
         f"{store.get('backlog', 0)} writes pending",
     )
     queues = stats.get("queues", {})
-    if not queues:
+    # With named queues each has its own pool: a column of busy/total workers per queue.
+    pools = stats.get("pools", {}) if stats.get("serves") is not None else {}
+    if not queues and not pools:
         say(out, "no tasks seen since start")
         return
-    rows: list[tuple[str, ...]] = [("queue", *STAT_COLUMNS)]
-    rows += [(q, *(str(c.get(k, 0)) for k in STAT_COLUMNS)) for q, c in sorted(queues.items())]
-    if len(queues) > 1:
-        rows.append(
-            ("(all)", *(str(sum(c.get(k, 0) for c in queues.values())) for k in STAT_COLUMNS))
-        )
+    names = sorted(set(queues) | set(pools))
+    head = ("queue", *STAT_COLUMNS, *(("workers",) if pools else ()))
+
+    def pool(name: str) -> tuple[str, ...]:
+        if not pools:
+            return ()
+        p = pools.get(name)
+        return (f"{p.get('busy', 0)}/{p.get('total', 0)}" if p else "-",)
+
+    rows: list[tuple[str, ...]] = [head]
+    rows += [
+        (q, *(str(queues.get(q, {}).get(k, 0)) for k in STAT_COLUMNS), *pool(q)) for q in names
+    ]
+    if len(names) > 1:
+        total = [str(sum(c.get(k, 0) for c in queues.values())) for k in STAT_COLUMNS]
+        if pools:
+            busy = sum(p.get("busy", 0) for p in pools.values())
+            total.append(f"{busy}/{sum(p.get('total', 0) for p in pools.values())}")
+        rows.append(("(all)", *total))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     say(out)
     for r in rows:
@@ -185,9 +200,13 @@ def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> No
         say(out, json.dumps(row, indent=2))
         return
     say(out, f"task {row['id']}: {row['name']}({row.get('args_preview', '')})")
+    state = row.get("state")
+    if state == "scheduled":
+        state = f"scheduled for {row.get('run_at')}"
     fields: list[tuple[str, Any]] = [
-        ("state", row.get("state")),
+        ("state", state),
         ("queue", row.get("queue")),
+        ("priority", row.get("priority") or None),
         ("attempts", row.get("attempts")),
         ("enqueued", row.get("enqueued_at")),
         ("finished", row.get("finished_at")),
@@ -207,6 +226,14 @@ def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> No
         say(out, "  traceback:")
         for line in row["traceback"].rstrip().splitlines():
             say(out, f"    {line}")
+
+
+def cmd_cancel(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    reply = client.cancel(args.id)
+    if args.json:
+        say(out, json.dumps(reply))
+    else:
+        say(out, f"task {args.id} cancelled: it will not run")
 
 
 def add_purge_arguments(p: argparse.ArgumentParser) -> None:
@@ -294,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     command("stats", cmd_stats, "counters per queue, workers and database", [as_json])
     status = command("status", cmd_status, "one task's state, error and traceback", [as_json])
     status.add_argument("id", type=positive_int, help="the task id")
+    cancel = command(
+        "cancel",
+        cmd_cancel,
+        "cancel a task that has not started (refused for a running or finished one)",
+        [as_json],
+    )
+    cancel.add_argument("id", type=positive_int, help="the task id")
     purge = command(
         "purge", cmd_purge, "delete records of tasks that finished long enough ago", [as_json]
     )

@@ -16,6 +16,7 @@ from leek.protocol import TaskRecord
 class LeekdAPI(Protocol):
     draining: bool  # True once a stop began: no new pushes
     pool: Executor  # where blocking calls run
+    served_queues: frozenset[str] | None  # pushes to other queues are refused; None: any
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """Commit these records; ``resolve_pushes`` later answers ``token``."""
@@ -32,6 +33,10 @@ class LeekdAPI(Protocol):
 
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         """The task's record, or None (blocking)."""
+
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        """Cancel a task that has not started (blocking): ``{"cancelled": True, ...}``, or
+        ``{"cancelled": False, "found": bool, "reason": str}``."""
 
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""

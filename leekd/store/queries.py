@@ -36,7 +36,8 @@ def _task_status(task_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     row["enqueued_at"] = row["enqueued_at"].isoformat()
-    row["run_at"] = row["run_at"].isoformat() if row["run_at"] is not None else None
+    # As a Unix time: the server compares it with the clock, then sends it as ISO text.
+    row["run_at"] = row["run_at"].timestamp() if row["run_at"] is not None else None
     if row["state"] == "succeeded":
         s = (
             SuccessTask.objects.filter(task_id=task_id)

@@ -61,6 +61,81 @@ def insert_tasks(
     return ids
 
 
+def insert_checked(
+    cur: Any,
+    ph: str,
+    records: Sequence[TaskRecord],
+    now: datetime,
+    adapt: Callable[[datetime], Any],
+    retry_of: Sequence[int | None] | None,
+    one_by_one: bool = False,
+) -> tuple[list[int], list[bool]]:
+    """``insert_tasks`` for records that may already be recorded.
+
+    A record with a ``unique_key`` an unfinished task holds, or whose ``key`` is already in
+    the table (the client sent it again after a broken connection), gets that task's id and
+    inserts nothing, so a duplicate never fails the other pushes sharing the commit.
+    Returns the ids and, per record, whether it was inserted. Records with a unique key go
+    one at a time (lookup, then insert), inside the commit's transaction (on SQLite, under
+    its write lock), so two pushes of one key in one commit find each other too;
+    ``one_by_one`` treats every record so, after a plain insert hit a duplicate ``key``.
+    ``ON CONFLICT DO NOTHING`` covers a writer the lookup could not see.
+    """
+    ids: list[int] = [0] * len(records)
+    fresh = [True] * len(records)
+    plain = [] if one_by_one else [k for k, r in enumerate(records) if not r.unique_key]
+    if plain:
+        got = insert_tasks(
+            cur,
+            ph,
+            [records[k] for k in plain],
+            now,
+            adapt,
+            [retry_of[k] for k in plain] if retry_of else None,
+        )
+        for k, i in zip(plain, got, strict=True):
+            ids[k] = i
+    when = adapt(now)
+    held = f"SELECT id FROM leekd_queuedtask WHERE unique_key = {ph} AND state = 'queued'"
+    insert = (
+        _INSERT_TASKS + _rows(len(_TASK_COLUMNS), 1, ph) + " ON CONFLICT DO NOTHING RETURNING id"
+    )
+    for k, r in enumerate(records):
+        if not (r.unique_key or one_by_one):
+            continue
+        row = None
+        if r.unique_key:
+            cur.execute(held, [r.unique_key])
+            row = _first(cur)
+        if row is None:
+            cur.execute(
+                insert,
+                [
+                    r.queue, r.name, r.preview, r.payload, "queued", when,
+                    0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
+                    r.priority, adapt(datetime.fromtimestamp(r.run_at, UTC)) if r.run_at else None,
+                    r.key or None, r.unique_key or None,
+                ],
+            )  # fmt: skip
+            row = _first(cur)
+            if row is not None:
+                ids[k] = row[0]
+                continue
+            # A conflict: the key's holder, or this very record sent before (its ``key``).
+            cur.execute(held + f" OR key = {ph}", [r.unique_key or None, r.key or None])
+            row = _first(cur)
+            if row is None:
+                raise DatabaseError(f"task {r.name[:60]!r}: not inserted, and no row holds its key")
+        ids[k], fresh[k] = row[0], False
+    return ids, fresh
+
+
+def _first(cur: Any) -> Any:
+    """The first row, reading them all: a statement left unfinished would hold SQLite up."""
+    rows = cur.fetchall()
+    return rows[0] if rows else None
+
+
 def write_outcomes(
     cur: Any, ph: str, outcomes: list[Outcome], adapt: Callable[[datetime], Any]
 ) -> None:

@@ -67,15 +67,16 @@ def test_stats_table_and_json(server, client, run):
     assert lines[header].split() == [
         "queue",
         "waiting",
+        "scheduled",
         "running",
         "succeeded",
         "failed",
         "retried",
     ]
     table = {line.split()[0]: line.split()[1:] for line in lines[header + 1 :]}
-    assert table["default"] == ["0", "0", "1", "1", "0"]
-    assert table["mail"] == ["0", "0", "1", "0", "0"]
-    assert table["(all)"] == ["0", "0", "2", "1", "0"]
+    assert table["default"] == ["0", "0", "0", "1", "1", "0"]
+    assert table["mail"] == ["0", "0", "0", "1", "0", "0"]
+    assert table["(all)"] == ["0", "0", "0", "2", "1", "0"]
     assert "3 handled since start" in out and "on the event loop)" in out
 
     code, out, _ = run("--port", server.port, "stats", "--json")
