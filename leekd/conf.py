@@ -44,9 +44,10 @@ class Config:
         if self.workers < 1:
             raise LeekConfigError(f"workers must be at least 1, not {self.workers}")
         if self.queues is not None:
-            self.queues = check_queues(self.queues, "queues")
+            queues = check_queues(self.queues, "queues")
             # The default queue is always served: plain pushes go there.
-            self.workers = self.queues.setdefault("default", self.workers)
+            self.workers = queues.pop("default", self.workers)
+            self.queues = {"default": self.workers, **queues}
         if self.max_retries < 1:
             raise LeekConfigError(
                 f"max_retries counts attempts and must be at least 1, not {self.max_retries}"

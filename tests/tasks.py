@@ -86,3 +86,9 @@ def stamp(directory, name):
     with open(Path(directory) / "stamps", "a") as f:
         f.write(f"{name} {time.time():.6f}\n")
     return name
+
+
+def fail_stamped(directory, name, failures):
+    """``stamp``, then fail the first ``failures`` runs: when each attempt ran."""
+    stamp(directory, name)
+    return fail_until(directory, name + ".runs", failures)

@@ -205,3 +205,18 @@ def test_unix_socket_option(make_server, run):
         assert code == 1 and "unreachable" in err
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_status_shows_scheduled_priority_and_cancelled_and_cancel_cancels(server, client, run):
+    task_id = client.push(tasks.noop, delay=3600, priority=7)
+    code, out, _ = run("--port", server.port, "status", task_id)
+    assert code == 0
+    assert "state     scheduled for 20" in out and "priority  7" in out
+    code, out, _ = run("--port", server.port, "cancel", task_id)
+    assert code == 0 and out == f"task {task_id} cancelled: it will not run\n"
+    code, out, _ = run("--port", server.port, "status", task_id)
+    assert code == 0 and "state     cancelled" in out
+    code, _, err = run("--port", server.port, "cancel", task_id)
+    assert code == 1 and f"refused (rejected): task {task_id} was already cancelled" in err
+    code, _, err = run("--port", server.port, "cancel", "999999999")
+    assert code == 1 and "refused (not found)" in err

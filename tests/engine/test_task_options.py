@@ -97,3 +97,17 @@ def test_a_delayed_task_survives_kill_9_and_one_due_meanwhile_runs_promptly(leek
         ),
         what="outcome recorded",
     )
+
+
+def test_retries_wait_their_backoff(make_server, tmp_path):
+    # retry_delay 0.3s, doubling: attempts at about 0, 0.3 and 0.9 seconds
+    app = make_server(retry_delay=0.3)
+    with leek.Client(port=app.port, secret=SECRET) as c:
+        task_id = c.push(tasks.fail_stamped, (str(tmp_path), "try", 2), max_retries=3)
+        wait_for(lambda: len(stamps(tmp_path)) == 3, timeout=10, what="three attempts")
+        wait_for(lambda: c.status(task_id)["state"] == "succeeded", what="the third succeeded")
+        # both failed attempts went through the timer heap as retries
+        assert c.stats()["queues"]["default"]["retried"] == 2
+    times = [t for _, t in stamps(tmp_path)]
+    assert times[1] - times[0] >= 0.3
+    assert times[2] - times[1] >= 0.6
