@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from leek.protocol import ClientHello, Connection, Error, ErrorCode, Push, Reply, Welcome
@@ -124,12 +122,8 @@ class Handlers:
         def wrap(row: dict[str, Any] | None) -> Any:
             if row is None:
                 return Error(ErrorCode.NOT_FOUND, f"no task with id {task_id}")
-            if running and row["state"] == "queued":
+            if running and row["state"] in ("queued", "scheduled"):
                 row["state"] = "running"
-            elif row["state"] == "queued" and row.get("run_at") and row["run_at"] > time.time():
-                row["state"] = "scheduled"
-            if row.get("run_at"):
-                row["run_at"] = datetime.fromtimestamp(row["run_at"], UTC).isoformat()
             return Reply(row)
 
         self._in_pool(lambda: self.api.task_status(task_id), wrap)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from ..models import FailedTask, QueuedTask, SuccessTask
 
@@ -36,8 +37,10 @@ def _task_status(task_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     row["enqueued_at"] = row["enqueued_at"].isoformat()
-    # As a Unix time: the server compares it with the clock, then sends it as ISO text.
-    row["run_at"] = row["run_at"].timestamp() if row["run_at"] is not None else None
+    run_at = row["run_at"]
+    if row["state"] == "queued" and run_at is not None and run_at > timezone.now():
+        row["state"] = "scheduled"  # waiting for its run_at, in leekd's timer heap
+    row["run_at"] = run_at.isoformat() if run_at is not None else None
     if row["state"] == "succeeded":
         s = (
             SuccessTask.objects.filter(task_id=task_id)

@@ -25,6 +25,12 @@ def k(tmp_path):
     return lambda name: f"{tmp_path.name}:{name}"
 
 
+def tidy(c, *ids: int) -> None:
+    """Cancel what a test left scheduled: later servers on the shared database recover it."""
+    for task_id in ids:
+        c.cancel(task_id)
+
+
 def state(db, task_id: int) -> str:
     return rows(db, "SELECT state FROM leekd_queuedtask WHERE id = ?", task_id)[0][0]
 
@@ -35,8 +41,10 @@ def test_a_unique_key_returns_the_unfinished_task_and_stores_nothing(client, dja
     assert client.push(tasks.noop, unique_key=k("report:7")) == first
     assert client.push(tasks.add, (1, 2), queue="other", unique_key=k("report:7")) == first
     assert rows(django_db, BY_KEY, k("report:7")) == [(first, "queued")]
-    assert client.push(tasks.noop, delay=3600, unique_key=k("report:8")) != first
+    other = client.push(tasks.noop, delay=3600, unique_key=k("report:8"))
+    assert other != first
     assert scheduled(client) == before + 2  # the duplicates queued nothing
+    tidy(client, first, other)
 
 
 def test_duplicates_in_one_commit_do_not_fail_the_other_pushes(client, django_db, k):
@@ -53,6 +61,7 @@ def test_duplicates_in_one_commit_do_not_fail_the_other_pushes(client, django_db
     # a push sent again whole (same client-made keys) is recorded once as well
     assert client.push_records(records) == ids
     assert scheduled(client) == before + 3
+    tidy(client, *set(ids))
 
 
 def test_a_unique_key_is_free_again_once_its_task_finished(client, django_db, k):
@@ -64,11 +73,9 @@ def test_a_unique_key_is_free_again_once_its_task_finished(client, django_db, k)
     third = client.push(tasks.noop, delay=3600, unique_key=k("nightly"))
     assert third not in (first, second)
     client.cancel(third)
-    assert client.push(tasks.noop, delay=3600, unique_key=k("nightly")) not in (
-        first,
-        second,
-        third,
-    )
+    fourth = client.push(tasks.noop, delay=3600, unique_key=k("nightly"))
+    assert fourth not in (first, second, third)
+    tidy(client, fourth)
 
 
 def test_a_unique_key_holds_across_kill_9_and_restart(leekd_proc):
