@@ -13,6 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..job import Job
 
@@ -26,6 +27,14 @@ class QueueStats:
     retried: Counter[str] = field(default_factory=Counter)
 
 
+class Observer(Protocol):
+    """Told when a job starts or is given back for a retry (metrics); called outside the lock."""
+
+    def started(self, job: Job) -> None: ...
+
+    def retried_later(self, job: Job) -> None: ...
+
+
 class TaskQueue:
     """FIFO of ready jobs plus a heap of delayed retries; ``get`` blocks with a timeout."""
 
@@ -37,6 +46,7 @@ class TaskQueue:
         self._running: dict[int, Job] = {}
         self.stats = QueueStats()
         self.closed = False
+        self.observer: Observer | None = None  # None unless metrics are on: nothing to pay
 
     def put_many(self, jobs: Iterable[Job]) -> int:
         """Queue jobs and wake as many workers."""
@@ -62,6 +72,8 @@ class TaskQueue:
             self.stats.waiting[job.queue] += 1
             heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), job))
             self._cond.notify()
+        if self.observer is not None:
+            self.observer.retried_later(job)
 
     def get(self, timeout: float) -> Job | None:
         """The next ready job, marked running; None after ``timeout`` or once closed."""
@@ -78,13 +90,16 @@ class TaskQueue:
                     self.stats.waiting[job.queue] -= 1
                     self.stats.running[job.queue] += 1
                     self._running[job.id] = job
-                    return job
+                    break
                 wait = deadline - now
                 if self._delayed:
                     wait = min(wait, self._delayed[0][0] - now)
                 if wait <= 0 and deadline <= now:
                     return None
                 self._cond.wait(max(wait, 0.0005))
+        if self.observer is not None:
+            self.observer.started(job)
+        return job
 
     def done(self, job: Job, ok: bool) -> None:
         with self._cond:
