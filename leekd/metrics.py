@@ -35,14 +35,14 @@ class Histograms:
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
         self.counts: dict[Key, list[int]] = {}
-        self.sums: Counter[Key] = Counter()
+        self.sums: dict[Key, float] = {}
 
     def observe(self, key: Key, value: float) -> None:
         counts = self.counts.get(key)
         if counts is None:
             counts = self.counts[key] = [0] * (len(self.buckets) + 1)
         counts[bisect_left(self.buckets, value)] += 1
-        self.sums[key] += value
+        self.sums[key] = self.sums.get(key, 0.0) + value
 
     def families(self, family: Any) -> Any:
         for key, counts in sorted(self.counts.items()):
