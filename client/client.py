@@ -197,6 +197,10 @@ class Client:
         """One task's state: queued, running, succeeded or failed, with attempts and error."""
         return self.request("status", id=int(task_id))
 
+    def failures(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest final failures (1 to 100), newest first: task, callable, exception."""
+        return list(self.request("failures", limit=int(limit)))
+
     def close(self) -> None:
         with self._lock:
             self._drop()

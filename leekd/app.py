@@ -136,6 +136,11 @@ class Leekd:
 
         return task_status(task_id)
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
 
