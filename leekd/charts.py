@@ -102,8 +102,8 @@ def throughput_chart(
             f'stroke="{RATE_COLOUR}" stroke-width="2"/>'
         )
     elif rate_points:
-        x, y = rate_points[0].split(",")
-        parts.append(f'<circle class="leek-rate" cx="{x}" cy="{y}" r="3" fill="{RATE_COLOUR}"/>')
+        cx, cy = rate_points[0].split(",")
+        parts.append(f'<circle class="leek-rate" cx="{cx}" cy="{cy}" r="3" fill="{RATE_COLOUR}"/>')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every interpolated text above is escaped
 
