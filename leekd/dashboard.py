@@ -184,7 +184,9 @@ def _latest_failures() -> list[FailedTask]:
 
 
 def seconds(value: float) -> str:
-    """A duration for people: 0.4 ms, 12.3 ms, 1.50 s, 3m20s."""
+    """A duration for people: 40 µs, 12.3 ms, 1.50 s, 3m20s."""
+    if value < 0.001:
+        return f"{value * 1e6:.0f} µs"
     if value < 1:
         return f"{value * 1000:.1f} ms"
     if value < 60:
