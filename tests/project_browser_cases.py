@@ -53,7 +53,7 @@ class QuietHandler(WSGIRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site(leekd) -> Iterator[str]:
+def site(leekd) -> Iterator[str]:  # noqa: F811
     """The project served over HTTP, static files included (the admin's and leekd's)."""
     from django.contrib.staticfiles.handlers import StaticFilesHandler
     from django.core.handlers.wsgi import WSGIHandler
@@ -90,7 +90,7 @@ def cell(driver, queue: str, column: str) -> str:
     return found[0].text if found else ""
 
 
-def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):
+def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa: F811
     # Given a known workload on three queues: successes of varied length, and failures,
     for i in range(6):
         client.push(tasks.add, (i, i), queue="mail")
