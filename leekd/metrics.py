@@ -67,37 +67,31 @@ class TaskMetrics:
         self.succeeded: Counter[Key] = Counter()
         self.failed: Counter[Key] = Counter()
         self.retried: Counter[Key] = Counter()
-        self.cancelled: Counter[Key] = Counter()
         self.duration = Histograms(DURATION_BUCKETS)
         self.latency = Histograms(LATENCY_BUCKETS)
-        self._committed_at: dict[int, float] = {}  # task id -> when its push was committed
+        self._due_at: dict[int, float] = {}  # task id -> Unix time it became due to start
 
     def committed(self, jobs: Iterable[Job]) -> list[Job]:
         """Pushes just committed (not recovered tasks: they were counted before a restart)."""
         jobs = list(jobs)
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             for job in jobs:
                 self.pushed[(job.queue, job.name)] += 1
-                self._committed_at[job.id] = now
+                self._due_at[job.id] = max(now, job.run_at)  # a run_at is not a wait
         return jobs
 
     def started(self, job: Job) -> None:
-        """A worker took the job: its first start measures the wait since its push."""
-        now = time.monotonic()
+        """A worker took the job: its first start measures the wait since it was due."""
+        now = time.time()
         with self._lock:
-            since = self._committed_at.pop(job.id, None)
+            since = self._due_at.pop(job.id, None)
             if since is not None:
-                self.latency.observe((job.queue,), now - since)
+                self.latency.observe((job.queue,), max(now - since, 0.0))
 
     def retried_later(self, job: Job) -> None:
         with self._lock:
             self.retried[(job.queue, job.name)] += 1
-
-    def was_cancelled(self, job: Job) -> None:
-        with self._lock:
-            self.cancelled[(job.queue, job.name)] += 1
-            self._committed_at.pop(job.id, None)
 
     def ended(self, outcome: Outcome) -> None:
         key = (outcome.job.queue, outcome.job.name)
@@ -127,7 +121,6 @@ class Collector:
                 ("leek_tasks_succeeded", "Tasks that succeeded", dict(t.succeeded)),
                 ("leek_tasks_failed", "Tasks that failed their last attempt", dict(t.failed)),
                 ("leek_tasks_retried", "Failed attempts given another one", dict(t.retried)),
-                ("leek_tasks_cancelled", "Tasks cancelled before they ran", dict(t.cancelled)),
             ]
             duration = HistogramMetricFamily(
                 "leek_task_duration_seconds", "Run time of a task's last attempt", labels=labels
@@ -149,10 +142,18 @@ class Collector:
         yield from self._gauges()
 
     def _gauges(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         stats = self.stats()
         queues = stats.get("queues", {})
+        # Cancels are counted by the engine per queue; shown for the queues it reports them for.
+        cancelled = CounterMetricFamily(
+            "leek_tasks_cancelled", "Tasks cancelled before they ran", labels=["queue"]
+        )
+        for queue, counts in sorted(queues.items()):
+            if "cancelled" in counts:
+                cancelled.add_metric([queue], counts["cancelled"])
+        yield cancelled
         for state in ("waiting", "scheduled", "running"):
             family = GaugeMetricFamily(
                 f"leek_tasks_{state}", f"Tasks {state} now, per queue", labels=["queue"]

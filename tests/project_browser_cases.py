@@ -21,6 +21,10 @@ import pytest
 if os.environ.get("DJANGO_SETTINGS_MODULE") != "tests.project_settings":
     pytest.skip("run through tests/django/test_dashboard_browser.py", allow_module_level=True)
 
+import django  # noqa: E402
+
+django.setup()
+
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from selenium import webdriver  # noqa: E402

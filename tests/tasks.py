@@ -79,3 +79,10 @@ def print_megabytes(mb):
     for _ in range(mb * 1024):
         print(chunk, end="")
     return mb
+
+
+def stamp(directory, name):
+    """Append ``name`` and the time it ran to one file: the order and time tasks ran in."""
+    with open(Path(directory) / "stamps", "a") as f:
+        f.write(f"{name} {time.time():.6f}\n")
+    return name

@@ -110,3 +110,16 @@ def test_a_taken_metrics_port_is_a_clear_error(make_server):
     app = make_server(metrics_port=0)
     with pytest.raises(LeekConfigError, match="cannot serve metrics on 127.0.0.1"):
         make_server(metrics_port=app.metrics.port)
+
+
+def test_start_latency_counts_from_run_at_not_from_the_push(make_server):
+    app = make_server(metrics_port=0)
+    import leek
+
+    with leek.Client(port=app.port, secret=b"test-secret-0123456789abcdef") as c:
+        later = c.push(tasks.noop, queue="later", delay=0.5)
+        wait_for(lambda: c.status(later)["state"] == "succeeded")
+    m = scrape(app.metrics.url)
+    assert one(m, "leek_task_start_latency_seconds_count", queue="later") == 1
+    assert one(m, "leek_task_start_latency_seconds_sum", queue="later") < 0.4
+    assert "leek_tasks_cancelled_total" not in m  # no cancels counted by this leekd

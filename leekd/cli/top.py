@@ -169,7 +169,10 @@ def cmd_top(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
             while True:
                 problem = ""
                 try:
-                    stats, failures = client.stats(), client.failures(args.failures)
+                    stats, failures = (
+                        client.stats(),
+                        client.request("failures", limit=args.failures),
+                    )
                     sample = (time.monotonic(), stats)
                     per_second = rates(before, sample)
                     before = sample

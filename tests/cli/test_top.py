@@ -138,11 +138,11 @@ def test_failures_request_is_newest_first_and_bounded(server, client):
     ids = [client.push(tasks.fail, (f"no {i}",), max_retries=1) for i in range(3)]
     for task_id in ids:
         wait_for(lambda t=task_id: client.status(t)["state"] == "failed")
-    latest, every = client.failures(2), client.failures(100)
+    latest, every = client.request("failures", limit=2), client.request("failures", limit=100)
     assert len(latest) == 2 and latest == every[:2]
     assert {f["id"] for f in every} >= set(ids)
     assert [f["failed_at"] for f in every] == sorted((f["failed_at"] for f in every), reverse=True)
-    one = client.failures(1)[0]
+    one = client.request("failures", limit=1)[0]
     assert one["exc_type"] == "builtins.ValueError" and one["message"].startswith("no ")
     assert one["queue"] == "default" and one["name"] == "tests.tasks.fail"
     assert one["retried"] is False and one["attempts"] == 1

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("leekd", "0001_initial"),
+        ("leekd", "0002_task_options"),
     ]
 
     operations = [
