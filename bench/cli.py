@@ -193,12 +193,13 @@ def run(args: argparse.Namespace) -> int:
 
     title = f"median of {args.rounds}, {args.tasks:,} tasks, push_many ×{args.batch:,}"
     print()
-    print(report.main_table(systems, results, title, report.figures(args.clients)))
+    rows = report.figures(args.clients)
+    print(report.main_table(systems, results, title, rows))
     print()
     print(
-        f"  {report.CPU_HEAD} = the server's CPU per task: user + system time from /proc of its "
-        "whole process tree\n    over that rate's window, divided by its tasks; — where no "
-        "server takes part (Huey's client enqueues into SQLite itself)."
+        f"  {report.CPU_HEAD} = the server's CPU per task: user + system time (from /proc) of "
+        "its whole process tree\n    over that rate's window, divided by its tasks; — where "
+        "no server takes part\n    (Huey's client enqueues into SQLite itself)."
     )
     for n in args.clients:
         if n > 1:
@@ -206,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"  {n} clients: {n} processes, each with its own connection, push {each:,} "
                 "tasks each from one go;\n    enqueue ends when the last push is answered, "
-                "end-to-end when the last outcome is recorded; latency over all their pushes."
+                "end-to-end when the last outcome\n    is recorded; latency over all their "
+                "pushes."
             )
     if len(systems) > 1:
         print(
@@ -245,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 for s in systems
             },
             "ratios": {
-                s.name: report.ratios(results["leek"], results[s.name])
+                s.name: report.ratios(results["leek"], results[s.name], rows)
                 for s in systems
                 if s.name != "leek"
             },

@@ -112,8 +112,12 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
     return {k: median([r.get(k) for r in rounds]) for k in keys}
 
 
-def ratios(leek: dict[str, float | None], peer: dict[str, float | None]) -> dict[str, Any]:
-    return {k: ratio(v, peer.get(k)) for k, v in leek.items()}
+def ratios(
+    leek: dict[str, float | None], peer: dict[str, float | None], rows: list[Figure]
+) -> dict[str, float | None]:
+    """leek/peer for every figure of ``rows`` and its CPU per task (counts have none)."""
+    keys = [k for f in rows for k in (f.key, f.cpu_key) if k is not None]
+    return {k: ratio(leek.get(k), peer.get(k)) for k in keys}
 
 
 def ratio(leek: float | None, peer: float | None) -> float | None:
