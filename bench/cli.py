@@ -191,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
         elif rundir.exists():
             note(f"databases and logs kept in {rundir}")
 
-    title = f"median of {args.rounds}, {args.tasks:,} tasks, push_many ×{args.batch:,}"
+    title = f"median of {args.rounds}, {args.tasks:,} tasks"
+    if 1 in args.clients:
+        title += f", push_many ×{args.batch:,}"
     print()
     rows = report.figures(args.clients)
     print(report.main_table(systems, results, title, rows))

@@ -64,6 +64,8 @@ def run_crowd(
         for p in pushers:
             _close(p)
     pushed = sum(r["pushed"] for r in results)
+    if not pushed:
+        raise procs.BenchError(f"{clients} clients: every push was refused")
     last = max(results, key=lambda r: r["done"])
     start = expected
     expected += pushed
