@@ -74,6 +74,8 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
+        self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -141,6 +143,11 @@ class Leekd:
 
         return task_status(task_id)
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
 
@@ -152,14 +159,10 @@ class Leekd:
         return retry_job(args, self.store)
 
     def cancel(self, task_id: int) -> dict[str, Any]:
-        """Cancel a task that has not started (blocking).
-
-        Who wins against a worker is decided in the task's ``TaskQueue``, under its lock:
-        either the cancel takes the job out, or a worker has it and the cancel is refused.
-        The job is out of memory before its row says "cancelled"; if that write fails it
-        goes back, and the client is told the cancel did not happen.
-        """
-        from .store.cancel import mark_cancelled, state_of
+        """Cancel a task that has not started (blocking). The race with a worker is decided
+        in its ``TaskQueue``, under its lock: the cancel takes the job out first, or a worker
+        has it. If the row cannot be marked cancelled, the job goes back."""
+        from .store.cancel import cancel_unheld, mark_cancelled
 
         job = self.engine.take(task_id)
         if job is not None:
@@ -171,20 +174,9 @@ class Leekd:
             log.info("task %d %s cancelled", job.id, job.name)
             return {"cancelled": True, "id": task_id, "queue": job.queue}
         if self.engine.is_running(task_id):
-            return refused(task_id, "is running; only a task that has not started can be cancelled")
-        row = state_of(task_id)
-        if row is None:
-            return {"cancelled": False, "found": False, "reason": f"no task with id {task_id}"}
-        state, queue = row
-        if state == "cancelled":
-            return refused(task_id, "was already cancelled")
-        if state != "queued":
-            return refused(task_id, f"has already {state}; a finished task cannot be cancelled")
-        if self.served_queues is not None and queue not in self.served_queues:
-            mark_cancelled(task_id, 0)  # no thread of ours holds it: the row is all there is
-            log.info("task %d of unserved queue %r cancelled", task_id, queue)
-            return {"cancelled": True, "id": task_id, "queue": queue}
-        return refused(task_id, "has just run and its outcome is being recorded")
+            why = "is running; only a task that has not started can be cancelled"
+            return {"cancelled": False, "found": True, "reason": f"task {task_id} {why}"}
+        return cancel_unheld(task_id, self.served_queues)
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -234,9 +226,8 @@ class Leekd:
 
     def _new_worker(self, work: TaskQueue, pool: str) -> Worker:
         assert self.store is not None
-        worker = Worker(
-            self._next_slot, work, self.store.submit_outcome, self.config, self.slots, pool
-        )
+        assert self._report is not None
+        worker = Worker(self._next_slot, work, self._report, self.config, self.slots, pool)
         self._next_slot += 1
         return worker
 
@@ -250,6 +241,31 @@ class Leekd:
         )
         return RunningSlots(path)
 
+    def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
+        """With --metrics-port: serve them, and wrap the two hand-overs they count."""
+        if self.config.metrics_port is None:
+            return self.engine.put_many, None
+        from .metrics import Collector, MetricsServer, TaskMetrics
+
+        tasks = TaskMetrics()
+        self.metrics = MetricsServer(
+            self.config.metrics_host, self.config.metrics_port, Collector(tasks, self.stats)
+        )
+        log.info("metrics on %s", self.metrics.url)
+        for queue in self.engine.queues.values():
+            queue.observer = tasks
+        put_many = self.engine.put_many
+
+        def committed(jobs: Any) -> object:
+            return put_many(tasks.committed(jobs))
+
+        def report(outcome: Any) -> None:
+            tasks.ended(outcome)
+            assert self.store is not None
+            self.store.submit_outcome(outcome)
+
+        return committed, report
+
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -259,7 +275,13 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.engine.put_many, on_pushed)
+        try:
+            committed, report = self._start_metrics()
+        except BaseException:
+            self.listener.close()
+            raise
+        self.store = Store(committed, on_pushed)
+        self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
@@ -279,7 +301,7 @@ class Leekd:
             __version__,
             self.listener.where,
             os.getpid(),
-            describe_pools(self.config.pools, shared=self.served_queues is None),
+            self.engine.describe(),
             PYTHON,
         )
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
@@ -344,6 +366,8 @@ class Leekd:
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()
@@ -358,17 +382,6 @@ class Leekd:
             self.engine.waiting() + len(stragglers),
             time.time() - self.started,
         )
-
-
-def refused(task_id: int, why: str) -> dict[str, Any]:
-    return {"cancelled": False, "found": True, "reason": f"task {task_id} {why}"}
-
-
-def describe_pools(pools: dict[str, int], shared: bool) -> str:
-    """For the start-up line: "4 workers", or "queues default=4, mail=1"."""
-    if shared:
-        return f"{pools['default']} workers"
-    return "queues " + ", ".join(f"{name}={n}" for name, n in pools.items())
 
 
 def trim_heap() -> None:

@@ -56,6 +56,12 @@ class Pools:
             )
         return n + skipped
 
+    def describe(self) -> str:
+        """For the start-up line: "4 workers", or "queues default=4, mail=1"."""
+        if self.served is None:
+            return f"{self.sizes['default']} workers"
+        return "queues " + ", ".join(f"{name}={n}" for name, n in self.sizes.items())
+
     def start(self, make: MakeWorker) -> None:
         for name, size in self.sizes.items():
             for _ in range(size):

@@ -38,6 +38,9 @@ class LeekdAPI(Protocol):
         """Cancel a task that has not started (blocking): ``{"cancelled": True, ...}``, or
         ``{"cancelled": False, "found": bool, "reason": str}``."""
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` failures, newest first (blocking)."""
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""
 
