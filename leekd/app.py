@@ -171,6 +171,7 @@ class Leekd:
             except BaseException:
                 self.engine.put_many([job])
                 raise
+            self.engine.cancelled(job)
             log.info("task %d %s cancelled", job.id, job.name)
             return {"cancelled": True, "id": task_id, "queue": job.queue}
         if self.engine.is_running(task_id):

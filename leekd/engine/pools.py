@@ -83,6 +83,9 @@ class Pools:
                 return job
         return None
 
+    def cancelled(self, job: Job) -> None:
+        self.queues.get(job.queue, self.queues["default"]).cancelled(job)
+
     def is_running(self, task_id: int) -> bool:
         return any(q.is_running(task_id) for q in self.queues.values())
 

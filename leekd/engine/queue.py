@@ -30,6 +30,7 @@ class QueueStats:
     succeeded: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
+    cancelled: Counter[str] = field(default_factory=Counter)
 
 
 class Observer(Protocol):
@@ -192,6 +193,11 @@ class TaskQueue:
                     return job
         return None
 
+    def cancelled(self, job: Job) -> None:
+        """A job ``take`` removed is recorded as cancelled: count it."""
+        with self._cond:
+            self.stats.cancelled[job.queue] += 1
+
     @staticmethod
     def _remove(heap: list[Any], i: int) -> None:
         heap[i] = heap[-1]
@@ -225,7 +231,9 @@ class TaskQueue:
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._cond:
             s = self.stats
-            kinds = ("waiting", "scheduled", "running", "succeeded", "failed", "retried")
+            kinds = (
+                "waiting", "scheduled", "running", "succeeded", "failed", "retried", "cancelled",
+            )  # fmt: skip
             names: set[str] = set()
             for kind in kinds:
                 names |= set(getattr(s, kind))

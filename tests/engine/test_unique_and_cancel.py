@@ -103,6 +103,7 @@ def test_a_cancelled_scheduled_task_never_runs_and_is_recorded(client, django_db
     assert client.status(doomed)["state"] == "scheduled"
     reply = client.cancel(doomed)
     assert scheduled(client) == before - 1
+    assert client.stats()["queues"]["default"]["cancelled"] >= 1
     assert reply == {"cancelled": True, "id": doomed, "queue": "default"}
     # When the other one is due and has run
     wait_for(lambda: stamps(tmp_path), timeout=10, what="the later task ran")
