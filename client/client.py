@@ -13,7 +13,7 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import cloudpickle
@@ -24,10 +24,10 @@ from .errors import (
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
-    LeekRejected,
     LeekUnavailable,
-    LeekVersionError,
+    raise_error,
 )
+from .hosts import Hosts, resolve_hosts
 from .protocol import (
     CLOSED,
     DEFAULT_MAX_FRAME,
@@ -65,22 +65,12 @@ def client_info() -> dict[str, Any]:
     }
 
 
-def _raise_error(event: Error, where: str) -> None:
-    code = event.code
-    if code == ErrorCode.AUTH:
-        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
-    if code == ErrorCode.VERSION:
-        raise LeekVersionError(event.message, "version")
-    if code == ErrorCode.UNAVAILABLE:
-        raise LeekUnavailable(event.message, "unavailable")
-    raise LeekRejected(event.message, code.name.lower())
-
-
 class Client:
     """A connection to leekd. Arguments override ``LEEK_*`` env vars and ``settings.LEEK``.
 
     ``unix`` connects to a Unix-domain socket instead of TCP; ``tls=True`` wraps TCP in TLS,
     checking leekd's certificate against ``tls_ca`` (or the system's CAs) and the host name.
+    ``hosts`` (or ``LEEK_HOSTS``) lists several nodes to fail over between (hosts.py).
     """
 
     def __init__(
@@ -95,8 +85,13 @@ class Client:
         unix: str | None = None,
         tls: bool | None = None,
         tls_ca: str | None = None,
+        hosts: Sequence[str] | str | None = None,
     ) -> None:
         self.host, self.port = resolve_address(host, port)
+        found = resolve_hosts(hosts) if hosts or (host is None and port is None) else None
+        self.hosts = Hosts(found) if found else None
+        if self.hosts is not None:
+            self.host, self.port = self.hosts.current
         self.transport = resolve_transport(
             unix, tls, tls_ca, tcp_given=host is not None or port is not None
         )
@@ -138,10 +133,7 @@ class Client:
         return self.push_records([record])[0]
 
     def push_many(self, calls: Iterable[Any], **options: Any) -> list[int]:
-        """Queue many calls in as few round trips as possible.
-
-        Each call is ``fn``, ``(fn, args)`` or ``(fn, args, kwargs)``; ``options`` apply to all.
-        """
+        """Queue calls (``fn``, ``(fn, args)``, ``(fn, args, kwargs)``) in few round trips."""
         records = []
         for call in calls:
             if callable(call):
@@ -236,32 +228,41 @@ class Client:
 
     def _roundtrip(self, events: list[Any]) -> list[Any]:
         with self._lock:
-            if self._forks != _forks:
-                self._sock, self._conn = None, None  # the parent's socket: leave it alone
-                self._forks = _forks
-            if self._sock is not None and self._stale():
-                self._drop()
-            fresh = self._sock is None
-            if fresh:
-                self._open()
-            try:
-                return self._exchange(events)
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
-                if fresh:
-                    raise LeekConnectionError(
-                        f"lost the connection to leekd at {self.address}: {exc}"
-                    ) from exc
-            # A connection that looked alive failed: one fresh attempt (a push may then be
-            # recorded twice, which at-least-once allows).
+            for _ in range(len(self.hosts.addresses) - 1 if self.hosts else 0):
+                try:
+                    return self._roundtrip_here(events)
+                except (LeekConnectionError, LeekUnavailable):  # the same records go on
+                    self._drop()
+                    assert self.hosts is not None
+                    self.host, self.port = self.hosts.advance()
+            return self._roundtrip_here(events)
+
+    def _roundtrip_here(self, events: list[Any]) -> list[Any]:
+        if self._forks != _forks:
+            self._sock, self._conn = None, None  # the parent's socket: leave it alone
+            self._forks = _forks
+        if self._sock is not None and self._stale():
+            self._drop()
+        fresh = self._sock is None
+        if fresh:
             self._open()
-            try:
-                return self._exchange(events)
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
+        try:
+            return self._exchange(events)
+        except (OSError, LeekConnectionError) as exc:
+            self._drop()
+            if fresh:
                 raise LeekConnectionError(
                     f"lost the connection to leekd at {self.address}: {exc}"
                 ) from exc
+        # A connection that looked alive failed: one fresh attempt, with the same keys.
+        self._open()
+        try:
+            return self._exchange(events)
+        except (OSError, LeekConnectionError) as exc:
+            self._drop()
+            raise LeekConnectionError(
+                f"lost the connection to leekd at {self.address}: {exc}"
+            ) from exc
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
@@ -275,7 +276,7 @@ class Client:
             if isinstance(event, Error):
                 if len(events) > 1:
                     self._drop()  # answers still owed for the rest of the pipeline
-                _raise_error(event, self.address)
+                raise_error(event, self.address)
             replies.append(event)
         return replies
 
@@ -326,13 +327,13 @@ class Client:
         try:
             hello = self._read_event()
             if isinstance(hello, Error):
-                _raise_error(hello, self.address)  # refused before the greeting
+                raise_error(hello, self.address)  # refused before the greeting
             if not isinstance(hello, ServerHello):
                 raise LeekProtocolError("leekd did not greet us")
             sock.sendall(self._conn.hello(client_info()))
             welcome = self._read_event()
             if isinstance(welcome, Error):
-                _raise_error(welcome, self.address)
+                raise_error(welcome, self.address)
             if not isinstance(welcome, Welcome):
                 raise LeekProtocolError("leekd did not welcome us")
             self.server_info = welcome.info

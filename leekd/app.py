@@ -21,7 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from leek import __version__
 from leek.protocol import TaskRecord
@@ -38,6 +39,9 @@ from .net.listen import Listener
 from .net.server import Server
 from .notify import sd_notify
 from .store.commit import OUTCOME_DELAY, Store
+
+if TYPE_CHECKING:
+    from .cluster.member import Member
 
 log = logging.getLogger("leekd.server")
 
@@ -73,6 +77,7 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.member: Member | None = None  # on PostgreSQL: this node among the others
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -127,7 +132,31 @@ class Leekd:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
+            **({"cluster": self._cluster_stats()} if self.member else {}),
         }
+
+    def _cluster_stats(self) -> dict[str, Any]:
+        from .node import cluster_stats
+
+        assert self.member is not None
+        return cluster_stats(self.member)
+
+    def nodes_job(self) -> Callable[[], dict[str, Any]]:
+        if self.member is None:
+            raise ValueError("this leekd runs alone on SQLite: several nodes need PostgreSQL")
+        member = self.member
+
+        def nodes() -> dict[str, Any]:
+            from django.db import connection
+
+            from .cluster.nodes import list_nodes
+
+            try:
+                return {"me": member.node, "lease": member.lease, "nodes": list_nodes(member.lease)}
+            finally:
+                connection.close()
+
+        return nodes
 
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         from .store.queries import task_status  # needs Django's app registry, ready by now
@@ -187,7 +216,10 @@ class Leekd:
             if dead:
                 self.poisoned = count_deaths(dead, self.config.max_deaths)
             self.slots.clear()
-        self.recovered = recover(self.work.put_many)
+        if self.member is not None:
+            self.recovered = self.member.join_cluster()
+        else:
+            self.recovered = recover(self.work.put_many)
         return self.recovered
 
     def _new_worker(self) -> Worker:
@@ -202,11 +234,19 @@ class Leekd:
         from django.conf import settings
         from django.db import connection
 
-        path = self.config.running_file or default_path(
+        path: Path | str = self.config.running_file or default_path(
             str(connection.settings_dict.get("NAME") or ""),
             embedded=getattr(settings, "LEEK_EMBEDDED", False),
         )
+        if self.member is not None and not self.config.running_file:  # one ledger per node
+            path = Path(path).with_name(f"leekd-{self.member.node.replace('/', '_')}.running")
         return RunningSlots(path)
+
+    def _join(self) -> None:
+        """On PostgreSQL this leekd is a node among others (cluster/); alone elsewhere."""
+        from .node import member_for
+
+        self.member = member_for(self)
 
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -219,6 +259,7 @@ class Leekd:
 
         self.store = Store(self.work.put_many, on_pushed)
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
+        self._join()
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
@@ -230,6 +271,8 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
+        if self.member is not None:
+            self.member.start()
         await self.net.start(self.listener)
         self.port = self.listener.port
         log.info(
@@ -303,6 +346,8 @@ class Leekd:
         flushed = await loop.run_in_executor(None, functools.partial(self.store.stop, 10.0))
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
+        if self.member is not None:  # after the last outcome: the others take the rest
+            await loop.run_in_executor(None, functools.partial(self.member.stop, 5.0))
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd

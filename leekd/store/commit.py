@@ -41,7 +41,7 @@ from django.utils import timezone
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import INSERT_CHUNK, insert_tasks, write_outcomes
+from .rows import INSERT_CHUNK, Fence, insert_tasks, write_outcomes
 from .sqlite import Checkpointer
 from .transaction import Transactions
 
@@ -91,6 +91,8 @@ class Store(Transactions):
         self.commits_on_loop = 0  # of those, made by the fast path
         self._utc_text = False  # datetimes go to the database as naive UTC text (SQLite)
         self.written = 0
+        self.fence: Fence | None = None  # several nodes: (node, epoch) owning what we write
+        self.on_fenced: Callable[[list[Outcome]], object] | None = None  # their tasks moved
 
     # ---- called from other threads
 
@@ -138,6 +140,15 @@ class Store(Transactions):
             self._checkpointer.stop_event.set()
             self._checkpointer.join(timeout)
         return not self._thread.is_alive()
+
+    def set_fence(self, fence: Fence | None) -> None:
+        """Own new rows, and write outcomes, as ``fence`` from the next commit on.
+
+        Taken under the commit lock: once this returns, no commit under the old fence is
+        still in flight, so a query that follows sees everything it wrote.
+        """
+        with self._lock:
+            self.fence = fence
 
     @property
     def backlog(self) -> int:
@@ -323,9 +334,12 @@ class Store(Transactions):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
+        fence = self.fence
         with self._transaction(raw, single) as (cur, ph):
-            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of)
-            write_outcomes(cur, ph, outcomes, self._adapt)
+            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of, fence)
+            lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        if lost and self.on_fenced is not None:
+            self.on_fenced(lost)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0

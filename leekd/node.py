@@ -1,0 +1,96 @@
+"""This leekd as a node among others on one PostgreSQL: what the cluster may ask of it.
+
+``cluster/`` knows neither the engine nor the store; here its ``Host`` callbacks are
+answered with this node's queue, workers and store. Only ``app.py`` imports this.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from leek.errors import LeekConfigError
+
+from .cluster.member import Member
+from .engine.workers import stop_lost
+
+if TYPE_CHECKING:
+    from .app import Leekd
+
+log = logging.getLogger("leekd.cluster")
+
+
+def member_for(app: Leekd) -> Member | None:
+    """This node's membership on PostgreSQL; None on one node (SQLite)."""
+    from django.db import connection
+
+    from .cluster.nodes import default_name
+
+    config = app.config
+    if connection.vendor != "postgresql":
+        if config.node:
+            raise LeekConfigError(
+                f"--node needs PostgreSQL: several nodes share one PostgreSQL database, and "
+                f"this one is {connection.vendor}; drop --node, or point leekd at PostgreSQL"
+            )
+        return None
+    name = config.node or default_name(config.unix or config.port)
+    address = config.unix or f"{config.host}:{config.port}"
+    assert app.store is not None
+    app.store.on_fenced = _fenced
+    return Member(name, address, config.lease, _Host(app))
+
+
+class _Host:
+    """What the cluster may ask of this node's engine and store (cluster/member.py)."""
+
+    def __init__(self, app: Leekd) -> None:
+        self.app = app
+
+    def counts(self) -> tuple[int, int]:
+        return self.app.work.waiting(), self.app.busy()
+
+    def hold(self, held: bool) -> None:
+        self.app.work.hold(held)
+
+    def fence(self, epoch: int) -> None:
+        assert self.app.store is not None and self.app.member is not None
+        self.app.store.set_fence((self.app.member.node, epoch))
+
+    def known(self) -> set[int]:
+        return self.app.work.known()
+
+    def drop(self, ids: set[int]) -> None:
+        stopped = stop_lost(self.app.workers, self.app.work.drop(ids))
+        log.warning("dropped %d task(s) another node owns now (%d interrupted)", len(ids), stopped)
+
+    def queue(self, jobs: Iterable[Any]) -> object:
+        return self.app.work.put_many(jobs)
+
+
+def _fenced(lost: list[Any]) -> None:
+    ids = ", ".join(str(o.job.id) for o in lost[:10]) + (" …" if len(lost) > 10 else "")
+    log.warning(
+        "%d outcome(s) not recorded: another node owns those tasks now (%s)", len(lost), ids
+    )
+
+
+def cluster_stats(member: Member) -> dict[str, Any]:
+    """This node and every node as of the last heartbeat, with totals."""
+    seen = member.seen
+    return {
+        "node": member.node,
+        "epoch": member.epoch,
+        "healthy": member.healthy,
+        "taken_over": member.taken,
+        "lost": member.lost,
+        "nodes": {n["name"]: n for n in seen},
+        "total": {
+            k: sum(n[k] for n in seen if n["lease"] == "alive") for k in ("waiting", "running")
+        }
+        | {
+            "unfinished": sum(n["unfinished"] for n in seen),
+            "alive": sum(n["lease"] == "alive" for n in seen),
+        },
+    }
