@@ -275,6 +275,8 @@ class Leekd:
             self.member.start()
         await self.net.start(self.listener)
         self.port = self.listener.port
+        if self.member is not None:
+            self.member.address = self.listener.where  # the real port, for `leek-shell nodes`
         log.info(
             "leekd %s listening on %s (pid %d, %d workers, Python %s)",
             __version__,

@@ -115,7 +115,7 @@ class Member(threading.Thread):
         """One pass; returns the seconds until the next (tests call it directly)."""
         try:
             waiting, running = self.host.counts()
-            if not nodes.beat(self.node, self.epoch, waiting, running):
+            if not nodes.beat(self.node, self.epoch, self.address, waiting, running):
                 self._rejoin()
             self.last_ok = time.monotonic()
             if not self.healthy:

@@ -23,8 +23,9 @@ def join(name: str, address: str, pid: int) -> int:
     """Insert or revive this node's row; returns its new epoch."""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
-            "INSERT INTO leekd_node (name, address, pid, epoch, started_at, heartbeat, stopped) "
-            "VALUES (%s, %s, %s, 1, now(), now(), false) ON CONFLICT (name) DO UPDATE SET "
+            "INSERT INTO leekd_node (name, address, pid, epoch, started_at, heartbeat, stopped, "
+            "waiting, running) VALUES (%s, %s, %s, 1, now(), now(), false, 0, 0) "
+            "ON CONFLICT (name) DO UPDATE SET "
             "address = EXCLUDED.address, pid = EXCLUDED.pid, epoch = leekd_node.epoch + 1, "
             "started_at = now(), heartbeat = now(), stopped = false RETURNING epoch",
             [name, address, pid],
@@ -32,13 +33,13 @@ def join(name: str, address: str, pid: int) -> int:
         return int(cur.fetchone()[0])
 
 
-def beat(name: str, epoch: int, waiting: int, running: int) -> bool:
+def beat(name: str, epoch: int, address: str, waiting: int, running: int) -> bool:
     """Refresh the heartbeat; False if the epoch moved on (our tasks were taken over)."""
     with connection.cursor() as cur:
         cur.execute(
-            "UPDATE leekd_node SET heartbeat = now(), waiting = %s, running = %s "
+            "UPDATE leekd_node SET heartbeat = now(), address = %s, waiting = %s, running = %s "
             "WHERE name = %s AND epoch = %s",
-            [waiting, running, name, epoch],
+            [address, waiting, running, name, epoch],
         )
         return cur.rowcount == 1
 
