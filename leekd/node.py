@@ -38,8 +38,17 @@ def member_for(app: Leekd) -> Member | None:
     name = config.node or default_name(config.unix or config.port)
     address = config.unix or f"{config.host}:{config.port}"
     assert app.store is not None
-    app.store.on_fenced = _fenced
-    return Member(name, address, config.lease, _Host(app))
+    member = Member(name, address, config.lease, _Host(app))
+
+    def fenced(lost: list[Any]) -> None:
+        member.lost += len(lost)
+        ids = ", ".join(str(o.job.id) for o in lost[:10]) + (" …" if len(lost) > 10 else "")
+        log.warning(
+            "%d outcome(s) not recorded: another node owns those tasks now (%s)", len(lost), ids
+        )
+
+    app.store.on_fenced = fenced
+    return member
 
 
 class _Host:
@@ -67,13 +76,6 @@ class _Host:
 
     def queue(self, jobs: Iterable[Any]) -> object:
         return self.app.work.put_many(jobs)
-
-
-def _fenced(lost: list[Any]) -> None:
-    ids = ", ".join(str(o.job.id) for o in lost[:10]) + (" …" if len(lost) > 10 else "")
-    log.warning(
-        "%d outcome(s) not recorded: another node owns those tasks now (%s)", len(lost), ids
-    )
 
 
 def cluster_stats(member: Member) -> dict[str, Any]:

@@ -2,9 +2,8 @@
 
 Each pass (a third of the lease apart, or sooner when a wake-up arrives or another node's
 lease is about to run out) refreshes our heartbeat, then claims the tasks of nodes whose
-lease ran out. When our own heartbeat has failed for longer than the lease we may have been
-taken for dead, so the engine holds its queued jobs until the database says what is still
-ours; a heartbeat that finds our epoch moved on means we were: we join again at a new
+lease ran out. When our own heartbeat has failed for half the lease we may soon be taken for
+dead, so the engine holds its queued jobs until the database says what is still ours; a heartbeat that finds our epoch moved on means we were: we join again at a new
 epoch, then forget (and interrupt) whatever is no longer ours.
 """
 
@@ -132,10 +131,12 @@ class Member(threading.Thread):
             if self.healthy:
                 log.error("node %s: heartbeat failed (%s)", self.node, exc)
                 self.healthy = False
-            if not self.held and time.monotonic() - self.last_ok > self.lease:
+            # Half the lease, not all of it: the others count from our last heartbeat too,
+            # so by then we must have stopped starting what they may claim.
+            if not self.held and time.monotonic() - self.last_ok > self.lease / 2:
                 log.error(
-                    "node %s: no heartbeat for %.1fs, past the lease: starting no more tasks until "
-                    "the database says which are still ours",
+                    "node %s: no heartbeat for %.1fs, half the lease: starting no more tasks "
+                    "until the database says which are still ours",
                     self.node,
                     time.monotonic() - self.last_ok,
                 )

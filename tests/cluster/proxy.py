@@ -25,14 +25,20 @@ class Proxy:
         server.bind(("127.0.0.1", self.port))
         server.listen(64)
         self._server = server
+        self.open = True
         threading.Thread(target=self._accept, args=(server,), daemon=True).start()
 
     def cut(self) -> None:
         """Refuse new connections and break every open one, as a network partition would."""
         assert self._server is not None
-        self._server.close()
         with self._lock:
+            self.open = False
             socks, self._socks = self._socks, set()
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() in its thread
+        except OSError:
+            pass
+        self._server.close()
         for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -52,6 +58,10 @@ class Proxy:
                 client.close()
                 continue
             with self._lock:
+                if not self.open:  # accepted as the cut began
+                    client.close()
+                    upstream.close()
+                    return
                 self._socks |= {client, upstream}
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
