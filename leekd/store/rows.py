@@ -73,6 +73,36 @@ def insert_tasks(
     return ids
 
 
+def insert_deduped(
+    cur: Any,
+    ph: str,
+    records: Sequence[TaskRecord],
+    now: datetime,
+    adapt: Callable[[datetime], Any],
+    retry_of: Sequence[int | None] | None,
+    owner: Fence | None = None,
+) -> tuple[list[int], list[bool]]:
+    """``insert_tasks`` after a plain insert met a ``key`` already in the table.
+
+    A push whose answer was lost is sent again with the same keys, perhaps to another node;
+    such a record gets the id recorded first and inserts nothing, so the other pushes of
+    the commit go through. Returns the ids and, per record, whether it was inserted.
+    """
+    ids: list[int] = []
+    fresh: list[bool] = []
+    for k, r in enumerate(records):
+        if r.key:
+            cur.execute(f"SELECT id FROM leekd_queuedtask WHERE key = {ph}", [r.key])
+            row = cur.fetchone()
+            if row is not None:
+                ids.append(row[0])
+                fresh.append(False)
+                continue
+        ids += insert_tasks(cur, ph, [r], now, adapt, [retry_of[k]] if retry_of else None, owner)
+        fresh.append(True)
+    return ids, fresh
+
+
 def write_outcomes(
     cur: Any,
     ph: str,

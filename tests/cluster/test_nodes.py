@@ -108,3 +108,23 @@ def test_a_client_keeps_pushing_while_a_node_stops_and_starts(pg, node, tmp_path
     )
     assert one(pg, "SELECT count(*) FROM leekd_queuedtask") == len(ids)
     client.close()
+
+
+def test_a_push_sent_again_to_another_node_is_recorded_once(pg, node):
+    # Given two nodes, and a push one of them recorded whose answer the client never read,
+    a, b = node("a"), node("b")
+    from leek.records import make_record
+
+    record = make_record(tasks.add, (2, 2), None)
+    other = make_record(tasks.add, (3, 3), None)
+    with (
+        leek.Client(port=a.port, secret=SECRET) as to_a,
+        leek.Client(port=b.port, secret=SECRET) as to_b,
+    ):
+        (first,) = to_a.push_records([record])
+        # when the client sends it again to the other node, beside a new record,
+        again, new = to_b.push_records([record, other])
+    # then that node answers with the id the first one gave, and records only the new one.
+    assert again == first and new != first
+    assert one(pg, "SELECT count(*) FROM leekd_queuedtask") == 2
+    wait_for(lambda: one(pg, "SELECT count(*) FROM leekd_successtask") == 2)
