@@ -45,7 +45,18 @@ class ErrorCode(enum.IntEnum):
 
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
-    {"ping", "waiting", "handled", "stats", "status", "drain", "purge", "retry_failed", "nodes"}
+    {
+        "ping",
+        "waiting",
+        "handled",
+        "stats",
+        "status",
+        "drain",
+        "purge",
+        "retry_failed",
+        "nodes",
+        "failures",
+    }
 )
 
 

@@ -78,6 +78,8 @@ class Leekd:
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
         self.member: Member | None = None  # on PostgreSQL: this node among the others
+        self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
+        self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -132,36 +134,23 @@ class Leekd:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
-            **({"cluster": self._cluster_stats()} if self.member else {}),
+            **({"cluster": self.member.stats()} if self.member else {}),
         }
 
-    def _cluster_stats(self) -> dict[str, Any]:
-        from .node import cluster_stats
-
-        assert self.member is not None
-        return cluster_stats(self.member)
-
     def nodes_job(self) -> Callable[[], dict[str, Any]]:
-        if self.member is None:
-            raise ValueError("this leekd runs alone on SQLite: several nodes need PostgreSQL")
-        member = self.member
+        from .node import nodes_job
 
-        def nodes() -> dict[str, Any]:
-            from django.db import connection
-
-            from .cluster.nodes import list_nodes
-
-            try:
-                return {"me": member.node, "lease": member.lease, "nodes": list_nodes(member.lease)}
-            finally:
-                connection.close()
-
-        return nodes
+        return nodes_job(self.member)
 
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         from .store.queries import task_status  # needs Django's app registry, ready by now
 
         return task_status(task_id)
+
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
 
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
@@ -224,9 +213,8 @@ class Leekd:
 
     def _new_worker(self) -> Worker:
         assert self.store is not None
-        worker = Worker(
-            self._next_slot, self.work, self.store.submit_outcome, self.config, self.slots
-        )
+        assert self._report is not None
+        worker = Worker(self._next_slot, self.work, self._report, self.config, self.slots)
         self._next_slot += 1
         return worker
 
@@ -243,10 +231,33 @@ class Leekd:
         return RunningSlots(path)
 
     def _join(self) -> None:
-        """On PostgreSQL this leekd is a node among others (cluster/); alone elsewhere."""
-        from .node import member_for
+        from .node import member_for  # on PostgreSQL, a node among others (cluster/)
 
         self.member = member_for(self)
+
+    def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
+        """With --metrics-port: serve them, and wrap the two hand-overs they count."""
+        if self.config.metrics_port is None:
+            return self.work.put_many, None
+        from .metrics import Collector, MetricsServer, TaskMetrics
+
+        tasks = TaskMetrics()
+        self.metrics = MetricsServer(
+            self.config.metrics_host, self.config.metrics_port, Collector(tasks, self.stats)
+        )
+        log.info("metrics on %s", self.metrics.url)
+        self.work.observer = tasks
+        put_many = self.work.put_many
+
+        def committed(jobs: Any) -> object:
+            return put_many(tasks.committed(jobs))
+
+        def report(outcome: Any) -> None:
+            tasks.ended(outcome)
+            assert self.store is not None
+            self.store.submit_outcome(outcome)
+
+        return committed, report
 
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -257,7 +268,13 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work.put_many, on_pushed)
+        try:
+            committed, report = self._start_metrics()
+        except BaseException:
+            self.listener.close()
+            raise
+        self.store = Store(committed, on_pushed)
+        self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self._join()
         self.slots = self._open_slots()
@@ -351,6 +368,8 @@ class Leekd:
         if self.member is not None:  # after the last outcome: the others take the rest
             await loop.run_in_executor(None, functools.partial(self.member.stop, 5.0))
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()

@@ -139,6 +139,15 @@ class FailedTask(models.Model):
         return f"#{self.task_id} failed: {self.exc_type}"
 
 
+class Dashboard(QueuedTask):
+    """No table of its own: gives the admin a "dashboard" entry in leekd's section."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+
+
 class Node(models.Model):
     """A leekd sharing this database with others: alive while its heartbeat is fresh.
 

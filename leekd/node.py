@@ -78,21 +78,19 @@ class _Host:
         return self.app.work.put_many(jobs)
 
 
-def cluster_stats(member: Member) -> dict[str, Any]:
-    """This node and every node as of the last heartbeat, with totals."""
-    seen = member.seen
-    return {
-        "node": member.node,
-        "epoch": member.epoch,
-        "healthy": member.healthy,
-        "taken_over": member.taken,
-        "lost": member.lost,
-        "nodes": {n["name"]: n for n in seen},
-        "total": {
-            k: sum(n[k] for n in seen if n["lease"] == "alive") for k in ("waiting", "running")
-        }
-        | {
-            "unfinished": sum(n["unfinished"] for n in seen),
-            "alive": sum(n["lease"] == "alive" for n in seen),
-        },
-    }
+def nodes_job(member: Member | None) -> Any:
+    """The blocking work of a ``nodes`` request; ``ValueError`` on one node."""
+    if member is None:
+        raise ValueError("this leekd runs alone on SQLite: several nodes need PostgreSQL")
+
+    def nodes() -> dict[str, Any]:
+        from django.db import connection
+
+        from .cluster.nodes import list_nodes
+
+        try:
+            return {"me": member.node, "lease": member.lease, "nodes": list_nodes(member.lease)}
+        finally:
+            connection.close()
+
+    return nodes

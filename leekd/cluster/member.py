@@ -105,6 +105,25 @@ class Member(threading.Thread):
         finally:
             connection.close()
 
+    def stats(self) -> dict[str, Any]:
+        """This node, and every node as of the last pass with the live ones' totals."""
+        seen = self.seen
+        alive = [n for n in seen if n["lease"] == "alive"]
+        return {
+            "node": self.node,
+            "epoch": self.epoch,
+            "healthy": self.healthy,
+            "taken_over": self.taken,
+            "lost": self.lost,
+            "nodes": {n["name"]: n for n in seen},
+            "total": {
+                "alive": len(alive),
+                "waiting": sum(n["waiting"] for n in alive),
+                "running": sum(n["running"] for n in alive),
+                "unfinished": sum(n["unfinished"] for n in seen),
+            },
+        }
+
     def _heard(self, message: str) -> None:
         kind, _, name = message.partition(" ")
         if (kind == "left" and name != self.node) or (kind == "took" and name == self.node):

@@ -22,7 +22,7 @@ def _drop_owner_index(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("leekd", "0002_task_options"),
+        ("leekd", "0003_dashboard"),
     ]
 
     operations = [
