@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from leek.errors import LeekConfigError
 
 from .cluster.member import Member
 from .engine.workers import stop_lost
 
-if TYPE_CHECKING:
-    from .app import Leekd
-
 log = logging.getLogger("leekd.cluster")
 
 
-def member_for(app: Leekd) -> Member | None:
+def member_for(app: Any) -> Member | None:
     """This node's membership on PostgreSQL; None on one node (SQLite)."""
     from django.db import connection
 
@@ -54,7 +51,7 @@ def member_for(app: Leekd) -> Member | None:
 class _Host:
     """What the cluster may ask of this node's engine and store (cluster/member.py)."""
 
-    def __init__(self, app: Leekd) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
 
     def counts(self) -> tuple[int, int]:
