@@ -1,6 +1,6 @@
 """leek: push tasks to leekd, durably, from Django or plain Python."""
 
-from .client import Client, cancel, get_client, push, push_many, push_task_to_queue
+from .client import Client, get_client
 from .errors import (
     LeekAuthError,
     LeekConfigError,
@@ -11,6 +11,7 @@ from .errors import (
     LeekUnavailable,
     LeekVersionError,
 )
+from .shortcuts import cancel, push, push_many, push_task_to_queue
 from .tasks import task
 from .version import __version__ as __version__
 

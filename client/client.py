@@ -13,7 +13,7 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import cloudpickle
@@ -24,8 +24,10 @@ from .errors import (
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
+    LeekUnavailable,
     raise_error,
 )
+from .hosts import Hosts, resolve_hosts
 from .protocol import (
     CLOSED,
     DEFAULT_MAX_FRAME,
@@ -68,6 +70,7 @@ class Client:
 
     ``unix`` connects to a Unix-domain socket instead of TCP; ``tls=True`` wraps TCP in TLS,
     checking leekd's certificate against ``tls_ca`` (or the system's CAs) and the host name.
+    ``hosts`` (or ``LEEK_HOSTS``) lists several nodes to fail over between (hosts.py).
     """
 
     def __init__(
@@ -82,8 +85,13 @@ class Client:
         unix: str | None = None,
         tls: bool | None = None,
         tls_ca: str | None = None,
+        hosts: Sequence[str] | str | None = None,
     ) -> None:
         self.host, self.port = resolve_address(host, port)
+        found = resolve_hosts(hosts) if hosts or (host is None and port is None) else None
+        self.hosts = Hosts(found) if found else None
+        if self.hosts is not None:
+            self.host, self.port = self.hosts.current
         self.transport = resolve_transport(
             unix, tls, tls_ca, tcp_given=host is not None or port is not None
         )
@@ -125,10 +133,7 @@ class Client:
         return self.push_records([record])[0]
 
     def push_many(self, calls: Iterable[Any], **options: Any) -> list[int]:
-        """Queue many calls in as few round trips as possible.
-
-        Each call is ``fn``, ``(fn, args)`` or ``(fn, args, kwargs)``; ``options`` apply to all.
-        """
+        """Queue calls (``fn``, ``(fn, args)``, ``(fn, args, kwargs)``) in few round trips."""
         records = []
         for call in calls:
             if callable(call):
@@ -229,32 +234,41 @@ class Client:
 
     def _roundtrip(self, events: list[Any]) -> list[Any]:
         with self._lock:
-            if self._forks != _forks:
-                self._sock, self._conn = None, None  # the parent's socket: leave it alone
-                self._forks = _forks
-            if self._sock is not None and self._stale():
-                self._drop()
-            fresh = self._sock is None
-            if fresh:
-                self._open()
-            try:
-                return self._exchange(events)
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
-                if fresh:
-                    raise LeekConnectionError(
-                        f"lost the connection to leekd at {self.address}: {exc}"
-                    ) from exc
-            # A connection that looked alive failed: one fresh attempt (a push may then be
-            # recorded twice, which at-least-once allows).
+            for _ in range(len(self.hosts.addresses) - 1 if self.hosts else 0):
+                try:
+                    return self._roundtrip_here(events)
+                except (LeekConnectionError, LeekUnavailable):  # the same records go on
+                    self._drop()
+                    assert self.hosts is not None
+                    self.host, self.port = self.hosts.advance()
+            return self._roundtrip_here(events)
+
+    def _roundtrip_here(self, events: list[Any]) -> list[Any]:
+        if self._forks != _forks:
+            self._sock, self._conn = None, None  # the parent's socket: leave it alone
+            self._forks = _forks
+        if self._sock is not None and self._stale():
+            self._drop()
+        fresh = self._sock is None
+        if fresh:
             self._open()
-            try:
-                return self._exchange(events)
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
+        try:
+            return self._exchange(events)
+        except (OSError, LeekConnectionError) as exc:
+            self._drop()
+            if fresh:
                 raise LeekConnectionError(
                     f"lost the connection to leekd at {self.address}: {exc}"
                 ) from exc
+        # A connection that looked alive failed: one fresh attempt, with the same keys.
+        self._open()
+        try:
+            return self._exchange(events)
+        except (OSError, LeekConnectionError) as exc:
+            self._drop()
+            raise LeekConnectionError(
+                f"lost the connection to leekd at {self.address}: {exc}"
+            ) from exc
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
@@ -368,29 +382,3 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def push_task_to_queue(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """Queue ``fn(*args, **kwargs)`` on leekd; returns the task id once it is durable."""
-    return get_client().push(fn, args, kwargs)
-
-
-def push(
-    fn: Callable[..., Any],
-    args: Iterable[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    **options: Any,
-) -> int:
-    """Queue ``fn(*args, **kwargs)`` with options: ``queue``, ``priority``, ``delay`` (seconds
-    or a timedelta) or ``eta`` (an aware datetime), ``unique_key``, ``max_retries``,
-    ``timeout``."""
-    return get_client().push(fn, args, kwargs, **options)
-
-
-def push_many(calls: Iterable[Any], **options: Any) -> list[int]:
-    return get_client().push_many(calls, **options)
-
-
-def cancel(task_id: int) -> dict[str, Any]:
-    """Cancel a task that has not started; ``LeekRejected`` says why not, if it cannot be."""
-    return get_client().cancel(task_id)

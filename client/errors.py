@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .events import Error, ErrorCode
+from typing import Any
 
 
 class LeekError(Exception):
@@ -42,8 +42,10 @@ class LeekVersionError(LeekRejected):
     """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""
 
 
-def raise_error(event: Error, where: str) -> None:
-    """Raise the exception an error frame from leekd stands for."""
+def raise_error(event: Any, where: str) -> None:
+    """Raise the exception for leekd's error frame ``event`` (an ``events.Error``)."""
+    from .events import ErrorCode
+
     code = event.code
     if code == ErrorCode.AUTH:
         raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from leek import __version__
 from leek.protocol import TaskRecord
@@ -32,6 +32,7 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
+from .memory import trim_heap
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -39,6 +40,9 @@ from .net.listen import Listener
 from .net.server import Server
 from .notify import sd_notify
 from .store.commit import OUTCOME_DELAY, Store
+
+if TYPE_CHECKING:
+    from .cluster.member import Member
 
 log = logging.getLogger("leekd.server")
 
@@ -74,6 +78,7 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.member: Member | None = None  # on PostgreSQL: this node among the others
         self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
         self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
@@ -136,7 +141,13 @@ class Leekd:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
+            **({"cluster": self.member.stats()} if self.member else {}),
         }
+
+    def nodes_job(self) -> Callable[[], dict[str, Any]]:
+        from .node import nodes_job
+
+        return nodes_job(self.member)
 
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         from .store.queries import task_status  # needs Django's app registry, ready by now
@@ -159,25 +170,10 @@ class Leekd:
         return retry_job(args, self.store)
 
     def cancel(self, task_id: int) -> dict[str, Any]:
-        """Cancel a task that has not started (blocking). The race with a worker is decided
-        in its ``TaskQueue``, under its lock: the cancel takes the job out first, or a worker
-        has it. If the row cannot be marked cancelled, the job goes back."""
         from .store.cancel import cancel_unheld, mark_cancelled
 
-        job = self.engine.take(task_id)
-        if job is not None:
-            try:
-                mark_cancelled(task_id, job.attempts)
-            except BaseException:
-                self.engine.put_many([job])
-                raise
-            self.engine.cancelled(job)
-            log.info("task %d %s cancelled", job.id, job.name)
-            return {"cancelled": True, "id": task_id, "queue": job.queue}
-        if self.engine.is_running(task_id):
-            why = "is running; only a task that has not started can be cancelled"
-            return {"cancelled": False, "found": True, "reason": f"task {task_id} {why}"}
-        return cancel_unheld(task_id, self.served_queues)
+        served = self.served_queues
+        return self.engine.cancel(task_id, mark_cancelled, lambda i: cancel_unheld(i, served))
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -222,12 +218,14 @@ class Leekd:
             if dead:
                 self.poisoned = count_deaths(dead, self.config.max_deaths)
             self.slots.clear()
-        self.recovered = recover(self.engine.put_many)
+        if self.member is not None:
+            self.recovered = self.member.join_cluster()
+        else:
+            self.recovered = recover(self.engine.put_many)
         return self.recovered
 
     def _new_worker(self, work: TaskQueue, pool: str) -> Worker:
-        assert self.store is not None
-        assert self._report is not None
+        assert self.store is not None and self._report is not None
         worker = Worker(self._next_slot, work, self._report, self.config, self.slots, pool)
         self._next_slot += 1
         return worker
@@ -236,11 +234,18 @@ class Leekd:
         from django.conf import settings
         from django.db import connection
 
-        path = self.config.running_file or default_path(
+        path: Path | str = self.config.running_file or default_path(
             str(connection.settings_dict.get("NAME") or ""),
             embedded=getattr(settings, "LEEK_EMBEDDED", False),
         )
+        if self.member is not None and not self.config.running_file:  # one ledger per node
+            path = Path(path).with_name(f"leekd-{self.member.node.replace('/', '_')}.running")
         return RunningSlots(path)
+
+    def _join(self) -> None:
+        from .node import member_for  # on PostgreSQL, a node among others (cluster/)
+
+        self.member = member_for(self)
 
     def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
         """With --metrics-port: serve them, and wrap the two hand-overs they count."""
@@ -284,6 +289,7 @@ class Leekd:
         self.store = Store(committed, on_pushed)
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
+        self._join()
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
@@ -295,8 +301,12 @@ class Leekd:
             self.engine.workers, self.engine.replacement(self._new_worker), self.config.kill_after
         )
         self.watchdog.start()
+        if self.member is not None:
+            self.member.start()
         await self.net.start(self.listener)
         self.port = self.listener.port
+        if self.member is not None:
+            self.member.address = self.listener.where  # the real port, for `leek-shell nodes`
         log.info(
             "leekd %s listening on %s (pid %d, %s, Python %s)",
             __version__,
@@ -366,6 +376,8 @@ class Leekd:
         flushed = await loop.run_in_executor(None, functools.partial(self.store.stop, 10.0))
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
+        if self.member is not None:  # after the last outcome: the others take the rest
+            await loop.run_in_executor(None, functools.partial(self.member.stop, 5.0))
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.metrics is not None:
             self.metrics.close()
@@ -385,15 +397,4 @@ class Leekd:
         )
 
 
-def trim_heap() -> None:
-    """Return freed heap pages to the system (glibc only; elsewhere nothing to do)."""
-    import ctypes
-
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-__all__ = ["Leekd", "trim_heap"]
+__all__ = ["Leekd"]

@@ -13,6 +13,9 @@ from .conf import check_queues
 
 KNOWN = {
     "kill_after",
+    "node",
+    "lease",
+    "hosts",
     "running_file",
     "host",
     "port",

@@ -23,6 +23,7 @@ class Job:
     run_at: float = 0.0  # Unix time it may run from; 0: now
     attempts: int = 0
     deaths: int = 0
+    lost: bool = False  # another node took it over: record nothing for it
 
 
 @dataclass(slots=True)

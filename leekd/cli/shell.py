@@ -25,16 +25,13 @@ from leek.errors import (
 )
 
 from ..conf import format_duration
-from .options import duration, port_number, positive_int, positive_seconds, seconds
+from .options import duration, port_number, positive_int, positive_seconds, say, seconds
+from .stats import cmd_stats
 from .top import cmd_top
 
 EX_OK = 0
 EX_FAILURE = 1  # unreachable, refused, or not configured
 EX_USAGE = 2
-
-
-def say(out: TextIO, text: str = "") -> None:
-    out.write(text + "\n")  # not print(): Django's OutputWrapper adds its own newline
 
 
 def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True) -> None:
@@ -137,62 +134,30 @@ def cmd_handled(client: leek.Client, args: argparse.Namespace, out: TextIO) -> N
     say(out, str(client.handled()))
 
 
-STAT_COLUMNS = ("waiting", "scheduled", "running", "succeeded", "failed", "retried")
+NODE_COLUMNS = ("address", "lease", "heartbeat", "waiting", "running", "unfinished")
 
 
-def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
-    stats = client.stats()
+def cmd_nodes(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    info = client.request("nodes")
     if args.json:
-        say(out, json.dumps(stats, indent=2))
+        say(out, json.dumps(info, indent=2))
         return
-    workers = stats.get("workers", {})
-    store = stats.get("store", {})
-    say(
-        out,
-        f"leekd {stats.get('version', '?')} at {client.address}, up "
-        f"{format_duration(stats.get('uptime', 0))}; workers {workers.get('busy', 0)}/"
-        f"{workers.get('total', 0)} busy; {stats.get('connections', 0)} connection(s)",
-    )
-    say(
-        out,
-        f"{stats.get('waiting', 0)} waiting, {stats.get('handled', 0)} handled since start, "
-        f"{stats.get('recovered', 0)} recovered at start; database "
-        f"{'ok' if store.get('healthy', True) else 'FAILING'}, {store.get('commits', 0)} "
-        f"commits ({store.get('commits_on_loop', 0)} on the event loop), "
-        f"{store.get('backlog', 0)} writes pending",
-    )
-    queues = stats.get("queues", {})
-    # With named queues each has its own pool: a column of busy/total workers per queue.
-    pools = stats.get("pools", {}) if stats.get("serves") is not None else {}
-    if not queues and not pools:
-        say(out, "no tasks seen since start")
-        return
-    names = sorted(set(queues) | set(pools))
-    head = ("queue", *STAT_COLUMNS, *(("workers",) if pools else ()))
-
-    def pool(name: str) -> tuple[str, ...]:
-        if not pools:
-            return ()
-        p = pools.get(name)
-        return (f"{p.get('busy', 0)}/{p.get('total', 0)}" if p else "-",)
-
-    rows: list[tuple[str, ...]] = [head]
-    rows += [
-        (q, *(str(queues.get(q, {}).get(k, 0)) for k in STAT_COLUMNS), *pool(q)) for q in names
-    ]
-    if len(names) > 1:
-        total = [str(sum(c.get(k, 0) for c in queues.values())) for k in STAT_COLUMNS]
-        if pools:
-            busy = sum(p.get("busy", 0) for p in pools.values())
-            total.append(f"{busy}/{sum(p.get('total', 0) for p in pools.values())}")
-        rows.append(("(all)", *total))
+    rows: list[tuple[str, ...]] = [("node", *NODE_COLUMNS)]
+    for n in info.get("nodes", []):
+        me = " *" if n.get("name") == info.get("me") else ""
+        rows.append(
+            (
+                f"{n.get('name')}{me}",
+                str(n.get("address", "")),
+                str(n.get("lease", "")),
+                f"{n.get('heartbeat_age', 0):.1f}s ago",
+                *(str(n.get(k, 0)) for k in ("waiting", "running", "unfinished")),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    say(out)
     for r in rows:
-        cells = [r[0].ljust(widths[0])] + [
-            v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        say(out, "  ".join(cells).rstrip())
+        say(out, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    say(out, f"lease {info.get('lease', 0):g}s; * answered this request")
 
 
 def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -328,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("waiting", cmd_waiting, "the number of tasks queued and not yet started")
     command("handled", cmd_handled, "the number of tasks finished since leekd started")
     command("stats", cmd_stats, "counters per queue, workers and database", [as_json])
+    command(
+        "nodes",
+        cmd_nodes,
+        "every leekd on this PostgreSQL: address, heartbeat age, lease, waiting and running",
+        [as_json],
+    )
     status = command("status", cmd_status, "one task's state, error and traceback", [as_json])
     status.add_argument("id", type=positive_int, help="the task id")
     cancel = command(

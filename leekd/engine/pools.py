@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..job import Job
 from .queue import TaskQueue
@@ -83,8 +84,43 @@ class Pools:
                 return job
         return None
 
-    def cancelled(self, job: Job) -> None:
-        self.queues.get(job.queue, self.queues["default"]).cancelled(job)
+    def cancel(
+        self,
+        task_id: int,
+        record: Callable[[int, int], object],
+        unheld: Callable[[int], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Cancel a task that has not started (blocking, for the query pool).
+
+        The race with a worker is decided in the task's ``TaskQueue``, under its lock: the
+        cancel takes the job out first, or a worker has it. ``record(id, attempts)`` writes
+        the cancel; if it raises, the job goes back. ``unheld(id)`` answers for a task no
+        queue here holds (finished, unknown, or of a queue not served).
+        """
+        job = self.take(task_id)
+        if job is not None:
+            try:
+                record(task_id, job.attempts)
+            except BaseException:
+                self.put_many([job])
+                raise
+            self.queues.get(job.queue, self.queues["default"]).cancelled(job)
+            log.info("task %d %s cancelled", job.id, job.name)
+            return {"cancelled": True, "id": task_id, "queue": job.queue}
+        if self.is_running(task_id):
+            why = "is running; only a task that has not started can be cancelled"
+            return {"cancelled": False, "found": True, "reason": f"task {task_id} {why}"}
+        return unheld(task_id)
+
+    def hold(self, held: bool) -> None:
+        for q in self.queues.values():
+            q.hold(held)
+
+    def drop(self, ids: set[int]) -> list[Job]:
+        return [job for q in self.queues.values() for job in q.drop(ids)]
+
+    def known(self) -> set[int]:
+        return set().union(*(q.known() for q in self.queues.values()))
 
     def is_running(self, task_id: int) -> bool:
         return any(q.is_running(task_id) for q in self.queues.values())

@@ -41,7 +41,7 @@ from django.utils import timezone
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import INSERT_CHUNK, insert_checked, insert_tasks, write_outcomes
+from .rows import INSERT_CHUNK, Fence, insert_all, insert_deduped, write_outcomes
 from .sqlite import Checkpointer
 from .transaction import Transactions
 
@@ -61,6 +61,7 @@ class _PushOp:
     retry_of: Sequence[int | None] | None = None  # per record: the FailedTask it retries
 
 
+Ids = tuple[list[list[int]], list[bool] | None]  # per push; which records were inserted
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
 Committed = Callable[[Iterable[Job]], object]
 
@@ -91,6 +92,8 @@ class Store(Transactions):
         self.commits_on_loop = 0  # of those, made by the fast path
         self._utc_text = False  # datetimes go to the database as naive UTC text (SQLite)
         self.written = 0
+        self.fence: Fence | None = None  # several nodes: (node, epoch) owning what we write
+        self.on_fenced: Callable[[list[Outcome]], object] | None = None  # their tasks moved
 
     # ---- called from other threads
 
@@ -138,6 +141,12 @@ class Store(Transactions):
             self._checkpointer.stop_event.set()
             self._checkpointer.join(timeout)
         return not self._thread.is_alive()
+
+    def set_fence(self, fence: Fence | None) -> None:
+        """Own new rows and write outcomes as ``fence``; under the lock, so once this returns
+        no commit under the old fence is in flight (a query after it sees all it wrote)."""
+        with self._lock:
+            self.fence = fence
 
     @property
     def backlog(self) -> int:
@@ -312,44 +321,35 @@ class Store(Transactions):
         if not ops:
             self._signal_writer(force=True)
 
-    def _commit(
-        self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
-    ) -> tuple[list[list[int]], list[bool] | None]:
-        """One transaction with every push and outcome. Hold ``_lock``.
-
-        Returns the ids per push and, when some record had a ``unique_key``, which records
-        were inserted (the others got the id of the task holding their key).
-        """
+    def _commit(self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None) -> Ids:
+        """One transaction with every push and outcome; the ids per push and, when a record
+        had a ``unique_key`` or was sent again, which records were inserted. Hold ``_lock``."""
         records = [r for op in pushes for r in op.records]
         retry_of = None
         if any(op.retry_of for op in pushes):
             retry_of = [x for op in pushes for x in (op.retry_of or [None] * len(op.records))]
         unique = any(r.unique_key for r in records)
-        fresh = None
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and not unique and len(records) <= INSERT_CHUNK
-        now = timezone.now()
+        fence, now = self.fence, timezone.now()
         try:
             with self._transaction(raw, single) as (cur, ph):
-                if unique:
-                    flat, fresh = insert_checked(cur, ph, records, now, self._adapt, retry_of)
-                else:
-                    flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of)
-                write_outcomes(cur, ph, outcomes, self._adapt)
-        except IntegrityError:
-            # A record sent twice (its client reconnected and sent it again): the plain
-            # insert is rolled back and done again record by record, duplicates skipped.
+                flat, new = insert_all(cur, ph, records, now, self._adapt, retry_of, fence, unique)
+                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        except IntegrityError:  # a record sent again: done again, the duplicate skipped
             with self._transaction(raw, False) as (cur, ph):
-                flat, fresh = insert_checked(cur, ph, records, now, self._adapt, retry_of, True)
-                write_outcomes(cur, ph, outcomes, self._adapt)
+                flat, new = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
+                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        if lost and self.on_fenced is not None:
+            self.on_fenced(lost)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
         for op in pushes:
             ids.append(flat[k : k + len(op.records)])
             k += len(op.records)
-        return ids, fresh
+        return ids, new
 
     def _settle(
         self,
@@ -375,7 +375,7 @@ class Store(Transactions):
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         )
-        if fresh is not None:  # a task already holding a record's unique key is queued
+        if fresh is not None:  # a record sent again, or whose unique key a task holds
             jobs = (job for job, new in zip(jobs, fresh, strict=True) if new)
         self.on_committed(jobs)
         if not on_loop and answers:

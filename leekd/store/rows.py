@@ -25,6 +25,10 @@ _TASK_COLUMNS = (
     "priority", "run_at", "key", "unique_key",
 )  # fmt: skip
 _INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
+# With several nodes each row also names its owner and epoch; alone, the defaults do.
+_OWNED_COLUMNS = (*_TASK_COLUMNS, "owner", "epoch")
+_INSERT_OWNED = f"INSERT INTO leekd_queuedtask ({', '.join(_OWNED_COLUMNS)}) VALUES "
+Fence = tuple[str, int]  # (node, epoch): who may write a task's outcome
 
 
 def insert_tasks(
@@ -34,9 +38,15 @@ def insert_tasks(
     now: datetime,
     adapt: Callable[[datetime], Any],
     retry_of: Sequence[int | None] | None,
+    owner: Fence | None = None,
 ) -> list[int]:
     when = adapt(now)
     ids: list[int] = []
+    head, width = (
+        (_INSERT_TASKS, len(_TASK_COLUMNS))
+        if owner is None
+        else (_INSERT_OWNED, len(_OWNED_COLUMNS))
+    )
     for start in range(0, len(records), INSERT_CHUNK):
         chunk = records[start : start + INSERT_CHUNK]
         params: list[Any] = []
@@ -47,7 +57,9 @@ def insert_tasks(
                 r.priority, adapt(datetime.fromtimestamp(r.run_at, UTC)) if r.run_at else None,
                 r.key or None, r.unique_key or None,
             )  # fmt: skip
-        values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
+            if owner is not None:
+                params += owner
+        values = head + _rows(width, len(chunk), ph)
         if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
             cur.execute(values, params)
             ids.append(cur.lastrowid)
@@ -61,72 +73,59 @@ def insert_tasks(
     return ids
 
 
-def insert_checked(
+def insert_all(
     cur: Any,
     ph: str,
     records: Sequence[TaskRecord],
     now: datetime,
     adapt: Callable[[datetime], Any],
     retry_of: Sequence[int | None] | None,
-    one_by_one: bool = False,
-) -> tuple[list[int], list[bool]]:
-    """``insert_tasks`` for records that may already be recorded.
+    owner: Fence | None,
+    unique: bool,
+) -> tuple[list[int], list[bool] | None]:
+    """The ids, and (with ``unique``: some record has a ``unique_key``) which were inserted."""
+    if unique:  # each record looked up first: the key's holder takes it
+        return insert_deduped(cur, ph, records, now, adapt, retry_of, owner)
+    return insert_tasks(cur, ph, records, now, adapt, retry_of, owner), None
 
-    A record with a ``unique_key`` an unfinished task holds, or whose ``key`` is already in
-    the table (the client sent it again after a broken connection), gets that task's id and
-    inserts nothing, so a duplicate never fails the other pushes sharing the commit.
-    Returns the ids and, per record, whether it was inserted. Records with a unique key go
-    one at a time (lookup, then insert), inside the commit's transaction (on SQLite, under
-    its write lock), so two pushes of one key in one commit find each other too;
-    ``one_by_one`` treats every record so, after a plain insert hit a duplicate ``key``.
-    ``ON CONFLICT DO NOTHING`` covers a writer the lookup could not see.
+
+def insert_deduped(
+    cur: Any,
+    ph: str,
+    records: Sequence[TaskRecord],
+    now: datetime,
+    adapt: Callable[[datetime], Any],
+    retry_of: Sequence[int | None] | None,
+    owner: Fence | None = None,
+) -> tuple[list[int], list[bool]]:
+    """``insert_tasks`` for records that may be recorded already, one at a time.
+
+    A push whose answer was lost is sent again with the same keys, perhaps to another node;
+    a record with a ``unique_key`` that an unfinished task holds belongs to that task. Such
+    a record gets the id recorded first and inserts nothing, so the other pushes of the
+    commit go through. Returns the ids and, per record, whether it was inserted. Inside the
+    commit's transaction (on SQLite, under its write lock) two records of one unique key in
+    one commit find each other too; the partial unique index is the guarantee (a node that
+    loses a race to another fails its commit, and the store does it again, deduplicated).
     """
-    ids: list[int] = [0] * len(records)
-    fresh = [True] * len(records)
-    plain = [] if one_by_one else [k for k, r in enumerate(records) if not r.unique_key]
-    if plain:
-        got = insert_tasks(
-            cur,
-            ph,
-            [records[k] for k in plain],
-            now,
-            adapt,
-            [retry_of[k] for k in plain] if retry_of else None,
-        )
-        for k, i in zip(plain, got, strict=True):
-            ids[k] = i
-    when = adapt(now)
+    ids: list[int] = []
+    fresh: list[bool] = []
+    sent = f"SELECT id FROM leekd_queuedtask WHERE key = {ph}"
     held = f"SELECT id FROM leekd_queuedtask WHERE unique_key = {ph} AND state = 'queued'"
-    insert = (
-        _INSERT_TASKS + _rows(len(_TASK_COLUMNS), 1, ph) + " ON CONFLICT DO NOTHING RETURNING id"
-    )
     for k, r in enumerate(records):
-        if not (r.unique_key or one_by_one):
-            continue
         row = None
-        if r.unique_key:
+        if r.key:
+            cur.execute(sent, [r.key])
+            row = _first(cur)
+        if row is None and r.unique_key:
             cur.execute(held, [r.unique_key])
             row = _first(cur)
-        if row is None:
-            cur.execute(
-                insert,
-                [
-                    r.queue, r.name, r.preview, r.payload, "queued", when,
-                    0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
-                    r.priority, adapt(datetime.fromtimestamp(r.run_at, UTC)) if r.run_at else None,
-                    r.key or None, r.unique_key or None,
-                ],
-            )  # fmt: skip
-            row = _first(cur)
-            if row is not None:
-                ids[k] = row[0]
-                continue
-            # A conflict: the key's holder, or this very record sent before (its ``key``).
-            cur.execute(held + f" OR key = {ph}", [r.unique_key or None, r.key or None])
-            row = _first(cur)
-            if row is None:
-                raise DatabaseError(f"task {r.name[:60]!r}: not inserted, and no row holds its key")
-        ids[k], fresh[k] = row[0], False
+        if row is not None:
+            ids.append(row[0])
+            fresh.append(False)
+            continue
+        ids += insert_tasks(cur, ph, [r], now, adapt, [retry_of[k]] if retry_of else None, owner)
+        fresh.append(True)
     return ids, fresh
 
 
@@ -137,15 +136,24 @@ def _first(cur: Any) -> Any:
 
 
 def write_outcomes(
-    cur: Any, ph: str, outcomes: list[Outcome], adapt: Callable[[datetime], Any]
-) -> None:
+    cur: Any,
+    ph: str,
+    outcomes: list[Outcome],
+    adapt: Callable[[datetime], Any],
+    fence: Fence | None = None,
+) -> list[Outcome]:
     """Outcome rows and task states; an outcome whose task row is gone is dropped.
 
     The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
     outcome would otherwise fail the foreign key, and with it every commit after.
+    With a ``fence`` only tasks this node still owns at its epoch are written; returns the
+    outcomes left out (their tasks were taken over by another node).
     """
     if not outcomes:
-        return
+        return []
+    lost: list[Outcome] = []
+    if fence is not None:
+        outcomes, lost = _fenced_states(cur, outcomes, fence)
     _insert_outcomes(
         cur,
         ph,
@@ -173,6 +181,8 @@ def write_outcomes(
             if not o.ok
         ],
     )
+    if fence is not None:
+        return lost  # the states are written already
     states = [
         (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
         for o in outcomes
@@ -183,7 +193,7 @@ def write_outcomes(
             f"WHERE id = {ph}",
             [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
         )
-        return
+        return lost
     for start in range(0, len(states), INSERT_CHUNK):
         chunk = states[start : start + INSERT_CHUNK]
         cur.execute(
@@ -192,6 +202,34 @@ def write_outcomes(
             "WHERE leekd_queuedtask.id = v.column1",
             [x for row in chunk for x in row],
         )
+    return lost
+
+
+def _fenced_states(
+    cur: Any, outcomes: list[Outcome], fence: Fence
+) -> tuple[list[Outcome], list[Outcome]]:
+    """Task states first, only where ``fence`` still owns the task (PostgreSQL).
+
+    The UPDATE locks each row it writes until the commit, so a takeover (which skips locked
+    rows and takes only unfinished ones) can no longer move it; the outcome rows follow for
+    the tasks it returned. Returns (written, lost).
+    """
+    mine: set[int] = set()
+    for start in range(0, len(outcomes), INSERT_CHUNK):
+        chunk = outcomes[start : start + INSERT_CHUNK]
+        params: list[Any] = []
+        for o in chunk:
+            params += (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
+        cur.execute(
+            "UPDATE leekd_queuedtask AS t SET state = v.s, attempts = v.a, deaths = v.d "
+            f"FROM (VALUES {_rows(4, len(chunk), '%s::bigint, %s, %s::int, %s::int')}) "
+            "AS v(i, s, a, d) WHERE t.id = v.i AND t.owner = %s AND t.epoch = %s "
+            "AND t.state = 'queued' RETURNING t.id",
+            [*params, *fence],
+        )
+        mine.update(row[0] for row in cur.fetchall())
+    written = [o for o in outcomes if o.job.id in mine]
+    return written, [o for o in outcomes if o.job.id not in mine]
 
 
 def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
@@ -227,5 +265,6 @@ _VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 @functools.lru_cache(maxsize=256)
 def _rows(width: int, count: int, ph: str = "?") -> str:
-    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
-    return ", ".join(["(" + ", ".join([ph] * width) + ")"] * count)
+    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders (or one row's text)."""
+    row = ph if "," in ph else ", ".join([ph] * width)
+    return ", ".join(["(" + row + ")"] * count)

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("leekd", "0003_dashboard"),
+        ("leekd", "0004_cluster"),
     ]
 
     operations = [
