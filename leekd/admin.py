@@ -17,30 +17,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from .admin_parts import RecordAdmin, _args, _pre, _short, _task_link
 from .models import FailedTask, QueuedTask, State, SuccessTask
 
 RETRY_CHUNK = 1000  # leekd's limit per retry_failed request
 RECENT = 1000  # tasks the queue filter looks at for queue names
-_PRE = "white-space: pre-wrap; font-size: 12px; margin: 0; max-height: 40em; overflow: auto"
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _task_link(task_id: int | None) -> str:
-    if task_id is None:
-        return "-"
-    url = reverse("admin:leekd_queuedtask_change", args=[task_id])
-    return format_html('<a href="{}">#{}</a>', url, task_id)
-
-
-def _args(preview: str) -> str:
-    return format_html('<span title="{}">{}</span>', preview, _short(preview)) if preview else "()"
-
-
-def _pre(text: str) -> str:
-    return format_html('<pre style="{}">{}</pre>', _PRE, text) if text else "-"
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -60,19 +41,6 @@ class QueueFilter(admin.SimpleListFilter):
 
 class TaskQueueFilter(QueueFilter):
     field = "task__queue"
-
-
-class RecordAdmin(admin.ModelAdmin):
-    """Shared by the three models: view and filter, never add or edit."""
-
-    show_full_result_count = False  # no COUNT(*) over a big table on every page
-    list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(QueuedTask)
@@ -348,3 +316,6 @@ class FailedTaskAdmin(OutcomeAdmin):
             )
         if not new and not skipped:
             self.message_user(request, "Nothing to retry.", messages.INFO)
+
+
+from . import admin_jobs  # noqa: E402, F401  (jobs and schedules register themselves)

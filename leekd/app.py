@@ -26,6 +26,7 @@ from typing import Any
 from leek import __version__
 from leek.protocol import TaskRecord
 
+from .app_flow import Flow
 from .conf import Config
 from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
@@ -47,6 +48,7 @@ class Leekd:
         self.config = config
         self.secret = secret
         self.work = TaskQueue()
+        self.flow = Flow(config, self.work)  # a bad schedule or job stops leekd here
         self.store: Store | None = None
         self.workers: list[Worker] = []
         self.net = Server(
@@ -144,6 +146,18 @@ class Leekd:
 
         return retry_job(args, self.store)
 
+    def schedules(self) -> list[dict[str, Any]]:
+        return self.flow.schedules()
+
+    def create_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return self.flow.create_job(args)
+
+    def job_status(self, job_id: int) -> dict[str, Any] | None:
+        return self.flow.job_status(job_id)
+
+    def resume_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return self.flow.resume_job(args)
+
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
 
@@ -193,7 +207,12 @@ class Leekd:
     def _new_worker(self) -> Worker:
         assert self.store is not None
         worker = Worker(
-            self._next_slot, self.work, self.store.submit_outcome, self.config, self.slots
+            self._next_slot,
+            self.work,
+            self.store.submit_outcome,
+            self.config,
+            self.slots,
+            self.flow.steps,
         )
         self._next_slot += 1
         return worker
@@ -230,6 +249,7 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
+        await loop.run_in_executor(self.pool, self.flow.start)
         await self.net.start(self.listener)
         self.port = self.listener.port
         log.info(
@@ -278,6 +298,7 @@ class Leekd:
         if self.listener is not None:
             self.listener.close()  # and remove our Unix socket file
         self.draining = True
+        await asyncio.get_running_loop().run_in_executor(None, self.flow.stop)  # no more ticks
         await self.net.close()
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()

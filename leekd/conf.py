@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from leek.conf import DEFAULT_HOST, DEFAULT_PORT, django_leek_settings
@@ -36,6 +36,8 @@ class Config:
     running_file: str | None = None  # crash ledger; default beside the SQLite file
     retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
     settings: str | None = None  # Django settings module; None = embedded SQLite
+    schedule: dict[str, Any] = field(default_factory=dict)  # periodic schedules by name
+    jobs: dict[str, Any] = field(default_factory=dict)  # multi-step jobs: name → steps
 
     def validate(self) -> Config:
         if not 0 <= self.port <= 65535:

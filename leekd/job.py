@@ -23,6 +23,16 @@ class Job:
     run_at: float = 0.0  # Unix time it may run from; 0: now
     attempts: int = 0
     deaths: int = 0
+    job_id: int = 0  # a step of this multi-step job; 0: a plain task
+    step: int = 0  # which step (0 is the first)
+
+
+@dataclass(slots=True)
+class StepDone:
+    """What a job's step left behind: saved in the commit that records its outcome."""
+
+    workspace: str  # the job's workspace after the step, as JSON
+    next_name: str | None  # the next step's dotted name; None: that was the last step
 
 
 @dataclass(slots=True)
@@ -35,3 +45,4 @@ class Outcome:
     exc_type: str = ""
     message: str = ""
     traceback: str = ""
+    step: StepDone | None = None  # set when a job's step succeeded

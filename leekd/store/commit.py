@@ -43,6 +43,7 @@ from leek.protocol import TaskRecord
 from ..job import Job, Outcome
 from .rows import INSERT_CHUNK, insert_tasks, write_outcomes
 from .sqlite import Checkpointer
+from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -323,9 +324,14 @@ class Store(Transactions):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
+        steps = any(o.job.job_id for o in outcomes)
         with self._transaction(raw, single) as (cur, ph):
-            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of)
+            now = timezone.now()
+            flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of)
             write_outcomes(cur, ph, outcomes, self._adapt)
+            following = write_steps(cur, ph, outcomes, now, self._adapt) if steps else []
+        if following:
+            self.on_committed(following)  # the next steps of jobs, committed with their outcomes
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
