@@ -64,13 +64,15 @@ class Flow:
             self.scheduler.stop_event.set()
             self.scheduler.join(timeout)
 
-    def _claim(self, entry: Entry, old: datetime | None, new: datetime, run: bool) -> Any:
+    def _claim(
+        self, entry: Entry, old: datetime | None, new: datetime, run: bool
+    ) -> tuple[datetime | None, bool]:
         from .store.ticks import claim
 
-        stored, job = claim(entry.name, old, new, entry.record() if run else None)
+        stored, won, job = claim(entry.name, old, new, entry.record() if run else None)
         if job is not None:
             self.work.put_many((job,))
-        return stored
+        return stored, won
 
     # ---- requests
 

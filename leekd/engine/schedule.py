@@ -153,11 +153,12 @@ def load_entries(
     return [_entry(str(name), spec, zone) for name, spec in specs.items()]
 
 
-Claim = Callable[[Entry, "datetime | None", datetime, bool], "datetime | None"]
+# (entry, last tick read, new tick, run it?) → (the last tick stored now, whether we won it)
+Claim = Callable[[Entry, "datetime | None", datetime, bool], "tuple[datetime | None, bool]"]
 
 
 class Scheduler(threading.Thread):
-    """Fires due ticks through ``claim(entry, old, new, run)`` → the last tick now stored."""
+    """Fires due ticks through ``claim(entry, old, new, run)``."""
 
     def __init__(
         self,
@@ -215,9 +216,9 @@ class Scheduler(threading.Thread):
             run = entry.catch_up or tick >= self.started
             old = self.last.get(entry.name)
             t0 = time.monotonic()
-            stored = self.claim(entry, old, tick, run)
+            stored, won = self.claim(entry, old, tick, run)
             self.last[entry.name] = stored
-            if stored == tick:
+            if won:
                 self.fired += 1
                 log.log(
                     logging.INFO if run else logging.WARNING,

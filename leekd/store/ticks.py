@@ -40,21 +40,20 @@ def prepare(first: dict[str, datetime]) -> dict[str, datetime | None]:
 
 def claim(
     name: str, old: datetime | None, new: datetime, record: TaskRecord | None
-) -> tuple[datetime | None, Job | None]:
+) -> tuple[datetime | None, bool, Job | None]:
     """Move ``name`` from tick ``old`` to ``new``, queueing ``record`` with it (None: skip
-    the tick). Returns the schedule's last tick as the database now has it, and the task
-    to hand to the engine if this leekd won the claim."""
+    the tick). Returns the schedule's last tick as the database now has it, whether this
+    leekd won the claim, and the task to hand to the engine."""
     try:
         with transaction.atomic():
-            rows = Schedule.objects.filter(pk=name)
+            rows: Any = Schedule.objects.filter(pk=name)
             rows = rows.filter(last_tick=old) if old is not None else rows.filter(last_tick=None)
             won = rows.update(last_tick=new, claimed_at=timezone.now())
             if not won:
-                return Schedule.objects.filter(pk=name).values_list(
-                    "last_tick", flat=True
-                ).first(), None
+                stored = Schedule.objects.filter(pk=name).values_list("last_tick", flat=True)
+                return stored.first(), False, None
             if record is None:
-                return new, None
+                return new, True, None
             task = QueuedTask.objects.create(
                 queue=record.queue,
                 name=record.name,
@@ -75,7 +74,7 @@ def claim(
             record.timeout,
             record.priority,
         )
-        return new, job
+        return new, True, job
     finally:
         connection.close()
 
