@@ -13,14 +13,13 @@ import pytest
 import leek
 from leekd.cli import retry, shell
 
-from ..helpers import SECRET, wait_for
+from ..helpers import SECRET, lines, wait_for
 
 JOBS = {"three": ["tests.jobs.first", "tests.jobs.second", "tests.jobs.third"]}
 
 
 def runs(directory: Path, name: str) -> list[str]:
-    path = directory / name
-    return path.read_text().splitlines() if path.exists() else []
+    return lines(directory / name)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ database (SQLite and PostgreSQL), run once after a downtime, bad entries refused
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import subprocess
@@ -16,14 +17,11 @@ import pytest
 import leek
 from leekd.cli import shell
 
-from ..helpers import ROOT, SECRET, LeekdProcess, subprocess_env, wait_for
+from ..helpers import ROOT, SECRET, LeekdProcess, lines, subprocess_env, wait_for
 from ..postgres import PostgresServer
+from .conftest import migrate
 
 TICK = re.compile(r"schedule (\S+): tick (\S+) (queued|skipped)")
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def ticks(log: str, name: str, kind: str = "queued") -> list[datetime]:
@@ -58,25 +56,6 @@ def test_every_second_fires_once_a_second(make_server, tmp_path):
     assert queued >= 3 and len(lines(tmp_path / "ticks")) >= queued - 1
 
 
-def migrate(env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "leekd", "--settings", "tests.flow_settings"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture
-def flow_env(tmp_path):
-    env = subprocess_env(LEEK_TEST_DIR=str(tmp_path), LEEK_TEST_DB=str(tmp_path / "flow.sqlite3"))
-    migrate(env)
-    return env
-
-
 def start(tmp_path: Path, env: dict[str, str], n: int) -> LeekdProcess:
     p = LeekdProcess(
         tmp_path / "flow.sqlite3",
@@ -100,7 +79,6 @@ def postgres():
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path):
-    from django.conf import settings  # noqa: F401  (only the subprocesses use flow_settings)
 
     extra = {"LEEK_TEST_DIR": str(tmp_path), "LEEK_TEST_DB": str(tmp_path / "flow.sqlite3")}
     if backend == "postgres":
@@ -114,7 +92,7 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
         wait_for(lambda: len(lines(tmp_path / "tick-runs")) >= 5, timeout=30)
         with leek.Client(port=first.port, secret=SECRET) as c:
             listing = c.request("schedules")
-            out = __import__("io").StringIO()
+            out = io.StringIO()
             shell.cmd_schedule(c, shell.build_parser().parse_args(["schedule"]), out)
     finally:
         assert first.stop() == 0 and second.stop() == 0
