@@ -83,7 +83,8 @@ def rows(names: list[str]) -> dict[str, dict[str, Any]]:
     """Each schedule's last tick and last task, with that task's state."""
     try:
         found = {
-            s.name: {"last_tick": s.last_tick, "last_task": s.last_task}
+            # Until a first claim, last_tick is only where counting starts: nothing ran.
+            s.name: {"last_tick": s.last_tick if s.claimed_at else None, "last_task": s.last_task}
             for s in Schedule.objects.filter(pk__in=names)
         }
         ids = [r["last_task"] for r in found.values() if r["last_task"]]
