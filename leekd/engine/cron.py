@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
-
-from croniter import croniter
 
 MAX_SKIPS = 10  # repeated wall times skipped in a row before giving up (there is one a year)
 MAX_WALK = 200  # ticks walked forward from croniter's guess of the latest one
@@ -45,6 +44,11 @@ class Every:
 
 class Cron:
     def __init__(self, line: str, zone: ZoneInfo) -> None:
+        # Imported here: croniter (with dateutil and pytz) adds about 3 MiB to a leekd that
+        # has no cron line.
+        from croniter import croniter
+
+        self._croniter: Any = croniter
         if not croniter.is_valid(line):
             raise ValueError(f"{line!r} is not a cron line (minute hour day month weekday)")
         self.line = line
@@ -61,7 +65,7 @@ class Cron:
         return self.fixed_hours and self._repeat(local)
 
     def next_after(self, when: datetime) -> datetime:
-        it = croniter(self.line, when.astimezone(self.zone))
+        it = self._croniter(self.line, when.astimezone(self.zone))
         for _ in range(MAX_SKIPS):
             local = it.get_next(datetime)
             if not self._skip(local):
@@ -74,7 +78,7 @@ class Cron:
         croniter's ``get_prev`` can land an hour early around a change of offset, so its
         answer is only a start: walk forward from it with ``next_after``, which is exact.
         """
-        it = croniter(self.line, now.astimezone(self.zone) + timedelta(microseconds=1))
+        it = self._croniter(self.line, now.astimezone(self.zone) + timedelta(microseconds=1))
         local = it.get_prev(datetime)
         for _ in range(MAX_SKIPS):
             if not self._skip(local):
