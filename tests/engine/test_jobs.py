@@ -62,6 +62,9 @@ def test_a_failed_step_is_retried_then_fails_the_job_which_resumes_there(jobs_cl
     out = io.StringIO()
     shell.cmd_job(c, shell.build_parser().parse_args(["job", str(job_id)]), out)
     assert "state     failed" in out.getvalue() and "leek-retry-failed --job" in out.getvalue()
+    # A plain retry of all failed tasks leaves the job's step out: it runs with its job;
+    reply = c.request("retry_failed", all=True, dry_run=True)
+    assert all(t["name"] != "tests.jobs.second" for t in reply["tasks"])
     # and once the cause is gone, leek-retry-failed --job resumes it at step 2.
     (tmp_path / "fail-second").unlink()
     out = io.StringIO()
