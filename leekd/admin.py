@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from .admin_parts import RecordAdmin, _args, _pre, _short, _task_link
+from .admin_parts import RecordAdmin, _args, _pre, _short
+from .admin_retry import retry_through_leekd, task_link
 from .models import FailedTask, QueuedTask, State, SuccessTask
 
-RETRY_CHUNK = 1000  # leekd's limit per retry_failed request
 RECENT = 1000  # tasks the queue filter looks at for queue names
 
 
@@ -124,7 +124,7 @@ class QueuedTaskAdmin(RecordAdmin):
         if failure is None:
             return "-"
         ids = failure.retries.order_by("id").values_list("id", flat=True)
-        return format_html_join(", ", "{}", ((_task_link(i),) for i in ids)) or "-"
+        return format_html_join(", ", "{}", ((task_link(i),) for i in ids)) or "-"
 
 
 def _failure(task: QueuedTask) -> FailedTask | None:
@@ -166,7 +166,7 @@ class SuccessTaskAdmin(OutcomeAdmin):
 
     @admin.display(description="task", ordering="task_id")
     def task_id_link(self, obj: SuccessTask) -> str:
-        return _task_link(obj.task_id)
+        return task_link(obj.task_id)
 
     @admin.display(description="callable", ordering="task__name")
     def name(self, obj: SuccessTask) -> str:
@@ -242,7 +242,7 @@ class FailedTaskAdmin(OutcomeAdmin):
 
     @admin.display(description="task", ordering="task_id")
     def task_id_link(self, obj: FailedTask) -> str:
-        return _task_link(obj.task_id)
+        return task_link(obj.task_id)
 
     @admin.display(description="callable", ordering="task__name")
     def name(self, obj: FailedTask) -> str:
@@ -271,7 +271,7 @@ class FailedTaskAdmin(OutcomeAdmin):
     @admin.display(description="retried as")
     def retries_links(self, obj: FailedTask) -> str:
         ids = obj.retries.order_by("id").values_list("id", flat=True)
-        return format_html_join(", ", "{}", ((_task_link(i),) for i in ids)) or "-"
+        return format_html_join(", ", "{}", ((task_link(i),) for i in ids)) or "-"
 
     @admin.action(description="Retry selected failed tasks (skip those already retried)")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[FailedTask]) -> None:
@@ -282,40 +282,8 @@ class FailedTaskAdmin(OutcomeAdmin):
         self._retry(request, queryset, again=True)
 
     def _retry(self, request: HttpRequest, queryset: QuerySet[FailedTask], again: bool) -> None:
-        import leek
-
-        ids = sorted(queryset.values_list("pk", flat=True))
-        new: list[int] = []
-        skipped = 0
-        try:
-            client = leek.get_client()
-            for start in range(0, len(ids), RETRY_CHUNK):
-                chunk = ids[start : start + RETRY_CHUNK]
-                reply = client.request("retry_failed", ids=chunk, again=again, limit=RETRY_CHUNK)
-                new += [t["new_id"] for t in reply["tasks"]]
-                skipped += int(reply.get("already_retried") or 0)
-        except leek.LeekError as exc:
-            done = f" ({len(new)} were queued before that)" if new else ""
-            self.message_user(
-                request, f"Could not retry through leekd: {exc}{done}", messages.ERROR
-            )
-            return
-        if new:
-            links = format_html_join(", ", "{}", ((_task_link(i),) for i in new))
-            self.message_user(
-                request,
-                format_html("Queued {} failed task(s) again as {}.", len(new), links),
-                messages.SUCCESS,
-            )
-        if skipped:
-            self.message_user(
-                request,
-                f"{skipped} selected task(s) had been retried already and were skipped; use "
-                "“Retry selected failed tasks, even those already retried” to queue them anyway.",
-                messages.WARNING,
-            )
-        if not new and not skipped:
-            self.message_user(request, "Nothing to retry.", messages.INFO)
+        retry_through_leekd(self, request, sorted(queryset.values_list("pk", flat=True)), again)
 
 
-from . import admin_jobs  # noqa: E402, F401  (jobs and schedules register themselves)
+# Registered after the models above: the dashboard, jobs and schedules.
+from . import admin_dashboard, admin_jobs  # noqa: E402, F401

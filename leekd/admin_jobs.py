@@ -14,7 +14,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from .admin_parts import RecordAdmin, _pre, _task_link
+from .admin_parts import RecordAdmin, _pre
+from .admin_retry import task_link as _task_link
 from .models import Job, JobState, Schedule
 
 

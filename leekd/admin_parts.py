@@ -6,7 +6,6 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils.html import format_html
 
 _PRE = "white-space: pre-wrap; font-size: 12px; margin: 0; max-height: 40em; overflow: auto"
@@ -14,13 +13,6 @@ _PRE = "white-space: pre-wrap; font-size: 12px; margin: 0; max-height: 40em; ove
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _task_link(task_id: int | None) -> str:
-    if task_id is None:
-        return "-"
-    url = reverse("admin:leekd_queuedtask_change", args=[task_id])
-    return format_html('<a href="{}">#{}</a>', url, task_id)
 
 
 def _args(preview: str) -> str:

@@ -75,6 +75,8 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
+        self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -135,6 +137,11 @@ class Leekd:
         from .store.queries import task_status  # needs Django's app registry, ready by now
 
         return task_status(task_id)
+
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
 
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
@@ -206,13 +213,9 @@ class Leekd:
 
     def _new_worker(self) -> Worker:
         assert self.store is not None
+        assert self._report is not None
         worker = Worker(
-            self._next_slot,
-            self.work,
-            self.store.submit_outcome,
-            self.config,
-            self.slots,
-            self.flow.steps,
+            self._next_slot, self.work, self._report, self.config, self.slots, self.flow.steps
         )
         self._next_slot += 1
         return worker
@@ -227,6 +230,30 @@ class Leekd:
         )
         return RunningSlots(path)
 
+    def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
+        """With --metrics-port: serve them, and wrap the two hand-overs they count."""
+        if self.config.metrics_port is None:
+            return self.work.put_many, None
+        from .metrics import Collector, MetricsServer, TaskMetrics
+
+        tasks = TaskMetrics()
+        self.metrics = MetricsServer(
+            self.config.metrics_host, self.config.metrics_port, Collector(tasks, self.stats)
+        )
+        log.info("metrics on %s", self.metrics.url)
+        self.work.observer = tasks
+        put_many = self.work.put_many
+
+        def committed(jobs: Any) -> object:
+            return put_many(tasks.committed(jobs))
+
+        def report(outcome: Any) -> None:
+            tasks.ended(outcome)
+            assert self.store is not None
+            self.store.submit_outcome(outcome)
+
+        return committed, report
+
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -236,7 +263,14 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work.put_many, on_pushed)
+        try:
+            committed, report = self._start_metrics()
+        except BaseException:
+            self.listener.close()
+            raise
+        self.store = Store(committed, on_pushed)
+        self.flow.put_many = committed  # ticks and job steps are pushes too
+        self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
@@ -325,6 +359,8 @@ class Leekd:
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()

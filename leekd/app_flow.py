@@ -35,6 +35,7 @@ class Flow:
         from .store.jobs import load_step
 
         self.work = work
+        self.put_many: Callable[[Any], object] = work.put_many  # app.py's, counted in metrics
         import_task_modules(config.schedule)  # their @leek.periodic register themselves
         zone = getattr(settings, "TIME_ZONE", None) or "UTC"
         self.entries: list[Entry] = load_entries(config.schedule, REGISTRY, zone)
@@ -71,7 +72,7 @@ class Flow:
 
         stored, won, job = claim(entry.name, old, new, entry.record() if run else None)
         if job is not None:
-            self.work.put_many((job,))
+            self.put_many((job,))
         return stored, won
 
     # ---- requests
@@ -123,7 +124,7 @@ class Flow:
         from .store.jobs import create_job
 
         task = create_job(name, first, workspace, queue)
-        self.work.put_many((task,))
+        self.put_many((task,))
         log.info("job %d %s created (step 1 is task %d)", task.job_id, name, task.id)
         return {"id": task.job_id, "task_id": task.id}
 
@@ -148,6 +149,6 @@ class Flow:
         from .store.jobs import resume_job
 
         task = resume_job(job_id, self.steps.jobs)
-        self.work.put_many((task,))
+        self.put_many((task,))
         log.info("job %d resumed at step %d (task %d)", job_id, task.step + 1, task.id)
         return {"id": job_id, "step": task.step, "task_id": task.id}

@@ -144,6 +144,15 @@ class FailedTask(models.Model):
         return f"#{self.task_id} failed: {self.exc_type}"
 
 
+class Dashboard(QueuedTask):
+    """No table of its own: gives the admin a "dashboard" entry in leekd's section."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+
+
 class JobState(models.TextChoices):
     """As django-db-queue's: NEW until its first step starts, READY between steps."""
 

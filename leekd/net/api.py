@@ -33,6 +33,9 @@ class LeekdAPI(Protocol):
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         """The task's record, or None (blocking)."""
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` failures, newest first (blocking)."""
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""
 

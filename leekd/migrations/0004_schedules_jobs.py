@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("leekd", "0002_task_options"),
+        ("leekd", "0003_dashboard"),
     ]
 
     operations = [
