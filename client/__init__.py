@@ -11,6 +11,8 @@ from .errors import (
     LeekUnavailable,
     LeekVersionError,
 )
+from .jobs import create_job
+from .periodic import periodic
 from .tasks import task
 from .version import __version__ as __version__
 
@@ -24,9 +26,11 @@ __all__ = [
     "LeekRejected",
     "LeekUnavailable",
     "LeekVersionError",
+    "create_job",
     "get_client",
     "push",
     "push_many",
+    "periodic",
     "push_task_to_queue",
     "task",
 ]

@@ -43,6 +43,7 @@ from leek.protocol import TaskRecord
 from ..job import Job, Outcome
 from .rows import INSERT_CHUNK, Fence, insert_deduped, insert_tasks, write_outcomes
 from .sqlite import Checkpointer
+from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -333,16 +334,24 @@ class Store(Transactions):
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
         fence, now, fresh = self.fence, timezone.now(), None
+        steps = any(o.job.job_id for o in outcomes)
+        following: list[Job] = []
         try:
             with self._transaction(raw, single) as (cur, ph):
                 flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
         except IntegrityError:  # a record sent again: done again, the duplicate skipped
             with self._transaction(raw, False) as (cur, ph):
                 flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
+        if following:
+            self.on_committed(following)  # the next steps of jobs, committed with their outcomes
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
@@ -398,3 +407,11 @@ class Store(Transactions):
         if pushes:
             err = DatabaseError(f"database unavailable: {self.last_error}")
             self.on_pushed([(op.token, err) for op in pushes])
+
+
+def _kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:
+    """The outcomes that were written: a step another node owns now moves no job on."""
+    if not lost:
+        return outcomes
+    gone = {id(o) for o in lost}
+    return [o for o in outcomes if id(o) not in gone]
