@@ -11,6 +11,8 @@ from .errors import (
     LeekUnavailable,
     LeekVersionError,
 )
+from .jobs import create_job
+from .periodic import periodic
 from .shortcuts import cancel, push, push_many, push_task_to_queue
 from .tasks import task
 from .version import __version__ as __version__
@@ -26,9 +28,11 @@ __all__ = [
     "LeekUnavailable",
     "LeekVersionError",
     "cancel",
+    "create_job",
     "get_client",
     "push",
     "push_many",
+    "periodic",
     "push_task_to_queue",
     "task",
 ]

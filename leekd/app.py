@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from leek import __version__
 from leek.protocol import TaskRecord
 
+from .answers import Answers
+from .app_flow import Flow
 from .conf import Config
 from .engine.pools import Pools
 from .engine.queue import TaskQueue
@@ -39,7 +41,8 @@ from .net.connection import LeekConnection, resolve_pushes
 from .net.listen import Listener
 from .net.server import Server
 from .notify import sd_notify
-from .store.commit import OUTCOME_DELAY, Store
+from .store.collect import OUTCOME_DELAY
+from .store.commit import Store
 
 if TYPE_CHECKING:
     from .cluster.member import Member
@@ -47,12 +50,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("leekd.server")
 
 
-class Leekd:
+class Leekd(Answers):
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
         self.engine = Pools(config.pools, shared=config.queues is None)
         self.served_queues = self.engine.served
+        self.flow = Flow(config, self.engine)  # a bad schedule or job stops leekd here
         self.store: Store | None = None
         self.net = Server(
             self,
@@ -89,91 +93,6 @@ class Leekd:
     @property
     def auth_log(self) -> AuthLog:
         return self.net.shared.auth_log
-
-    # ---- what a connection may ask (net/api.py)
-
-    @property
-    def workers(self) -> list[Worker]:
-        return self.engine.workers
-
-    def busy(self) -> int:
-        return self.engine.busy()
-
-    def waiting(self) -> int:
-        return self.engine.waiting()
-
-    def handled(self) -> int:
-        return self.engine.handled()
-
-    def is_running(self, task_id: int) -> bool:
-        return self.engine.is_running(task_id)
-
-    def ping_info(self) -> dict[str, Any]:
-        return {
-            "status": "draining" if self.draining else "ok",
-            "worker": "off" if self.draining else "on",
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime": round(time.time() - self.started, 3),
-            "workers": len(self.workers),
-            "busy": self.busy(),
-            "waiting": self.engine.waiting(),
-            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
-        }
-
-    def stats(self) -> dict[str, Any]:
-        busy = self.busy()
-        return {
-            "version": __version__,
-            "uptime": round(time.time() - self.started, 3),
-            "queues": self.engine.snapshot(),
-            "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
-            "pools": self.engine.pool_stats(),
-            "serves": sorted(self.served_queues) if self.served_queues is not None else None,
-            "waiting": self.engine.waiting(),
-            "handled": self.engine.handled(),
-            "recovered": self.recovered,
-            "poisoned": self.poisoned,
-            "connections": len(self.connections),
-            "store": {
-                "healthy": self.store.healthy if self.store else True,
-                "commits": self.store.commits if self.store else 0,
-                "commits_on_loop": self.store.commits_on_loop if self.store else 0,
-                "backlog": self.store.backlog if self.store else 0,
-            },
-            **({"cluster": self.member.stats()} if self.member else {}),
-        }
-
-    def nodes_job(self) -> Callable[[], dict[str, Any]]:
-        from .node import nodes_job
-
-        return nodes_job(self.member)
-
-    def task_status(self, task_id: int) -> dict[str, Any] | None:
-        from .store.queries import task_status  # needs Django's app registry, ready by now
-
-        return task_status(task_id)
-
-    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
-        from .store.queries import latest_failures
-
-        return latest_failures(limit)
-
-    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from .store.purge import purge_job
-
-        return purge_job(args)
-
-    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from .store.retry import retry_job
-
-        return retry_job(args, self.store)
-
-    def cancel(self, task_id: int) -> dict[str, Any]:
-        from .store.cancel import cancel_unheld, mark_cancelled
-
-        served = self.served_queues
-        return self.engine.cancel(task_id, mark_cancelled, lambda i: cancel_unheld(i, served))
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -226,7 +145,8 @@ class Leekd:
 
     def _new_worker(self, work: TaskQueue, pool: str) -> Worker:
         assert self.store is not None and self._report is not None
-        worker = Worker(self._next_slot, work, self._report, self.config, self.slots, pool)
+        steps = self.flow.steps
+        worker = Worker(self._next_slot, work, self._report, self.config, self.slots, steps, pool)
         self._next_slot += 1
         return worker
 
@@ -287,6 +207,7 @@ class Leekd:
             self.listener.close()
             raise
         self.store = Store(committed, on_pushed)
+        self.flow.put_many = committed  # ticks and job steps are pushes too
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self._join()
@@ -303,6 +224,7 @@ class Leekd:
         self.watchdog.start()
         if self.member is not None:
             self.member.start()
+        await loop.run_in_executor(self.pool, self.flow.start)
         await self.net.start(self.listener)
         self.port = self.listener.port
         if self.member is not None:
@@ -353,6 +275,7 @@ class Leekd:
         if self.listener is not None:
             self.listener.close()  # and remove our Unix socket file
         self.draining = True
+        await asyncio.get_running_loop().run_in_executor(None, self.flow.stop)  # no more ticks
         await self.net.close()
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()

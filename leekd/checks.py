@@ -38,6 +38,8 @@ KNOWN = {
     "tls_key",
     "retention",
     "max_deaths",
+    "schedule",
+    "jobs",
 }
 
 
@@ -80,7 +82,38 @@ def check_leek_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 checks.Error(
                     f"{exc}.",
                     hint="LEEK = {'queues': {'default': 4, 'mail': 1}}",
-                    id="leekd.E004",
+                    id="leekd.E006",
                 )
             )
+    out += _check_schedules_and_jobs(value)
+    return out
+
+
+def _check_schedules_and_jobs(value: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Each schedule and job as ``leekd run`` checks it at start, one message per entry."""
+    from leek.errors import LeekConfigError
+    from leek.periodic import REGISTRY
+
+    from .engine.schedule import import_task_modules, load_entries
+    from .engine.steps import resolve_jobs
+
+    out: list[checks.CheckMessage] = []
+    schedule = value.get("schedule") or {}
+    zone = getattr(settings, "TIME_ZONE", None) or "UTC"
+    if not isinstance(schedule, dict):
+        schedule = {"?": schedule}
+    import_task_modules(schedule)
+    for name, spec in {**REGISTRY, **schedule}.items():
+        try:
+            load_entries({name: spec}, {}, zone)
+        except LeekConfigError as exc:
+            out.append(checks.Error(f"settings.LEEK: {exc}", id="leekd.E004"))
+    jobs = value.get("jobs")
+    for name, steps in jobs.items() if isinstance(jobs, dict) else [("?", jobs)]:
+        if jobs is None:
+            break
+        try:
+            resolve_jobs({name: steps} if isinstance(jobs, dict) else jobs)
+        except LeekConfigError as exc:
+            out.append(checks.Error(str(exc), id="leekd.E005"))
     return out

@@ -28,10 +28,8 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -41,32 +39,23 @@ from django.utils import timezone
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
+from .collect import _OUTCOMES, Collecting, _PushOp
 from .rows import INSERT_CHUNK, Fence, insert_all, insert_deduped, write_outcomes
 from .sqlite import Checkpointer
+from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
 
-MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
-OUTCOME_DELAY = 0.005  # seconds an outcome waits for others to share its commit
 LOCK_WAIT = 0.002  # seconds the fast path waits for the writer to finish a commit
 LOOP_OUTCOMES = 2000  # outcomes per commit on the loop, which serves nothing meanwhile
-_OUTCOMES = object()  # on the writer's queue: "outcomes are waiting in their deque"
-
-
-@dataclass(slots=True)
-class _PushOp:
-    records: Sequence[TaskRecord]
-    token: Any
-    retry_of: Sequence[int | None] | None = None  # per record: the FailedTask it retries
-
 
 Ids = tuple[list[list[int]], list[bool] | None]  # per push; which records were inserted
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
 Committed = Callable[[Iterable[Job]], object]
 
 
-class Store(Transactions):
+class Store(Transactions, Collecting):
     """Owns the writer thread; ``on_pushed`` is called once per commit with every answer."""
 
     def __init__(self, on_committed: Committed, on_pushed: PushDone) -> None:
@@ -186,69 +175,6 @@ class Store(Transactions):
                 self._fast = None
                 self._db.close()
 
-    def _collect(self, timeout: float | None) -> list[Any]:
-        """Everything that arrived meanwhile (waiting up to ``timeout`` for the first op).
-
-        Outcomes alone wait up to OUTCOME_DELAY for a push to share their commit: nobody is
-        waiting on them, and when pushes trickle in one at a time this saves a commit per
-        task. A batch with a push is never held back.
-        """
-        ops: list[Any] = []
-        try:
-            first = self._ops.get(timeout=timeout)
-        except queue.Empty:
-            return ops
-        stop = first is None
-        if first is not None and first is not _OUTCOMES:
-            ops.append(first)
-        stop = self._drain(ops) or stop
-        if not ops and not stop and not self._stopping.is_set():
-            deadline = time.monotonic() + OUTCOME_DELAY
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    op = self._ops.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if op is None:
-                    break  # stop requested
-                if op is not _OUTCOMES:
-                    ops.append(op)
-                    self._drain(ops)
-                    break
-        self._take_outcomes(ops)
-        return ops
-
-    def _drain(self, ops: list[Any]) -> bool:
-        """Add what is queued to ``ops``; True if that included the stop request."""
-        n, stop = 0, False
-        while n < MAX_BATCH:
-            try:
-                op = self._ops.get_nowait()
-            except queue.Empty:
-                break
-            if op is None:
-                stop = True
-            elif op is not _OUTCOMES:
-                ops.append(op)
-                n += len(op.records) if isinstance(op, _PushOp) else 1
-        return stop
-
-    def _take_outcomes(self, ops: list[Any], limit: int = MAX_BATCH) -> None:
-        self._signalled = False  # before taking them: a later outcome signals again
-        for _ in range(limit):
-            try:
-                ops.append(self._outcomes.popleft())
-            except IndexError:
-                return
-        self._signal_writer()  # more than one batch: the writer takes the rest
-
-    def _signal_writer(self, force: bool = False) -> None:
-        """Tell the writer outcomes are waiting, unless someone was told already (``force``:
-        told, but it was the loop, which could not write them)."""
-        if self._outcomes and (force or not self._signalled):
-            self._signalled = True
-            self._ops.put(_OUTCOMES)
-
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
         outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
@@ -333,16 +259,24 @@ class Store(Transactions):
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and not unique and len(records) <= INSERT_CHUNK
         fence, now = self.fence, timezone.now()
+        steps = any(o.job.job_id for o in outcomes)
+        following: list[Job] = []
         try:
             with self._transaction(raw, single) as (cur, ph):
                 flat, new = insert_all(cur, ph, records, now, self._adapt, retry_of, fence, unique)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
         except IntegrityError:  # a record sent again: done again, the duplicate skipped
             with self._transaction(raw, False) as (cur, ph):
                 flat, new = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
+        if following:
+            self.on_committed(following)  # the next steps of jobs, committed with their outcomes
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
@@ -398,3 +332,11 @@ class Store(Transactions):
         if pushes:
             err = DatabaseError(f"database unavailable: {self.last_error}")
             self.on_pushed([(op.token, err) for op in pushes])
+
+
+def _kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:
+    """The outcomes that were written: a step another node owns now moves no job on."""
+    if not lost:
+        return outcomes
+    gone = {id(o) for o in lost}
+    return [o for o in outcomes if id(o) not in gone]

@@ -118,7 +118,7 @@ def test_manage_py_check_validates_the_queues_setting(django_db):
         assert check_leek_settings() == []
     with override_settings(LEEK={"queues": {"mail": 0}}):
         (error,) = check_leek_settings()
-    assert error.id == "leekd.E004" and "'mail' needs 1..1000 workers" in error.msg
+    assert error.id == "leekd.E006" and "'mail' needs 1..1000 workers" in error.msg
 
 
 def test_leekd_run_serves_the_queues_of_its_flags(leekd_proc, capsys):

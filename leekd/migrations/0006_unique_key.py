@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("leekd", "0004_cluster"),
+        ("leekd", "0005_schedules_jobs"),
     ]
 
     operations = [

@@ -1,0 +1,133 @@
+"""What a connection may ask (net/api.py's ``LeekdAPI``), answered from leekd's parts.
+
+A mixin of ``Leekd``: the answers read the engine's counters, the store's health, the
+cluster and the flow that ``app.py`` assembled; the database reads are in ``store``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from leek import __version__
+
+if TYPE_CHECKING:
+    from .app_flow import Flow
+    from .cluster.member import Member
+    from .engine.pools import Pools
+    from .engine.workers import Worker
+    from .net.connection import LeekConnection
+    from .store.commit import Store
+
+
+class Answers:
+    engine: Pools
+    served_queues: frozenset[str] | None
+    store: Store | None
+    member: Member | None
+    flow: Flow
+    draining: bool
+    started: float
+    recovered: int
+    poisoned: int
+
+    @property
+    def connections(self) -> set[LeekConnection]:
+        raise NotImplementedError
+
+    @property
+    def workers(self) -> list[Worker]:
+        return self.engine.workers
+
+    def busy(self) -> int:
+        return self.engine.busy()
+
+    def waiting(self) -> int:
+        return self.engine.waiting()
+
+    def handled(self) -> int:
+        return self.engine.handled()
+
+    def is_running(self, task_id: int) -> bool:
+        return self.engine.is_running(task_id)
+
+    def ping_info(self) -> dict[str, Any]:
+        return {
+            "status": "draining" if self.draining else "ok",
+            "worker": "off" if self.draining else "on",
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 3),
+            "workers": len(self.workers),
+            "busy": self.busy(),
+            "waiting": self.engine.waiting(),
+            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        busy = self.busy()
+        return {
+            "version": __version__,
+            "uptime": round(time.time() - self.started, 3),
+            "queues": self.engine.snapshot(),
+            "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
+            "pools": self.engine.pool_stats(),
+            "serves": sorted(self.served_queues) if self.served_queues is not None else None,
+            "waiting": self.engine.waiting(),
+            "handled": self.engine.handled(),
+            "recovered": self.recovered,
+            "poisoned": self.poisoned,
+            "connections": len(self.connections),
+            "store": {
+                "healthy": self.store.healthy if self.store else True,
+                "commits": self.store.commits if self.store else 0,
+                "commits_on_loop": self.store.commits_on_loop if self.store else 0,
+                "backlog": self.store.backlog if self.store else 0,
+            },
+            **({"cluster": self.member.stats()} if self.member else {}),
+        }
+
+    def nodes_job(self) -> Callable[[], dict[str, Any]]:
+        from .node import nodes_job
+
+        return nodes_job(self.member)
+
+    def task_status(self, task_id: int) -> dict[str, Any] | None:
+        from .store.queries import task_status  # needs Django's app registry, ready by now
+
+        return task_status(task_id)
+
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
+
+    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        from .store.purge import purge_job
+
+        return purge_job(args)
+
+    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        from .store.retry import retry_job
+
+        return retry_job(args, self.store)
+
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        from .store.cancel import cancel_unheld, mark_cancelled
+
+        served = self.served_queues
+        return self.engine.cancel(task_id, mark_cancelled, lambda i: cancel_unheld(i, served))
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self.flow.schedules()
+
+    def create_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return self.flow.create_job(args)
+
+    def job_status(self, job_id: int) -> dict[str, Any] | None:
+        return self.flow.job_status(job_id)
+
+    def resume_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return self.flow.resume_job(args)
