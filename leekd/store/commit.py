@@ -33,16 +33,15 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, connections
-from django.utils import timezone
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
+from .batch import write_batch
 from .collect import _OUTCOMES, Collecting, _PushOp
-from .rows import INSERT_CHUNK, Fence, insert_all, insert_deduped, write_outcomes
+from .rows import INSERT_CHUNK, Fence
 from .sqlite import Checkpointer
-from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -258,21 +257,17 @@ class Store(Transactions, Collecting):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and not unique and len(records) <= INSERT_CHUNK
-        fence, now = self.fence, timezone.now()
-        steps = any(o.job.job_id for o in outcomes)
-        following: list[Job] = []
-        try:
-            with self._transaction(raw, single) as (cur, ph):
-                flat, new = insert_all(cur, ph, records, now, self._adapt, retry_of, fence, unique)
-                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
-                if steps:
-                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
-        except IntegrityError:  # a record sent again: done again, the duplicate skipped
-            with self._transaction(raw, False) as (cur, ph):
-                flat, new = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
-                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
-                if steps:
-                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
+        flat, fresh, lost, following = write_batch(
+            self._transaction,
+            raw,
+            single,
+            records,
+            outcomes,
+            retry_of,
+            self._adapt,
+            self.fence,
+            unique,
+        )
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
         if following:
@@ -283,7 +278,7 @@ class Store(Transactions, Collecting):
         for op in pushes:
             ids.append(flat[k : k + len(op.records)])
             k += len(op.records)
-        return ids, new
+        return ids, fresh
 
     def _settle(
         self,
@@ -332,11 +327,3 @@ class Store(Transactions, Collecting):
         if pushes:
             err = DatabaseError(f"database unavailable: {self.last_error}")
             self.on_pushed([(op.token, err) for op in pushes])
-
-
-def _kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:
-    """The outcomes that were written: a step another node owns now moves no job on."""
-    if not lost:
-        return outcomes
-    gone = {id(o) for o in lost}
-    return [o for o in outcomes if id(o) not in gone]
