@@ -61,7 +61,7 @@ class Leekd:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leekd-query")
         self.draining = False
         self.force = False
-        self.started = time.time()
+        self.started = time.monotonic()  # uptime survives a change of the wall clock
         self.port: int | None = None
         self.recovered = 0
         self.poisoned = 0
@@ -96,24 +96,29 @@ class Leekd:
     def is_running(self, task_id: int) -> bool:
         return self.work.is_running(task_id)
 
+    def uptime(self) -> float:
+        return round(time.monotonic() - self.started, 3)
+
     def ping_info(self) -> dict[str, Any]:
+        database = "ok" if self.store is None or self.store.healthy else self.store.last_error
+        status = "draining" if self.draining else "ok" if database == "ok" else "unavailable"
         return {
-            "status": "draining" if self.draining else "ok",
+            "status": status,  # "unavailable": pushes are refused, ``database`` says why
             "worker": "off" if self.draining else "on",
             "version": __version__,
             "pid": os.getpid(),
-            "uptime": round(time.time() - self.started, 3),
+            "uptime": self.uptime(),
             "workers": len(self.workers),
             "busy": self.busy(),
             "waiting": self.work.waiting(),
-            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
+            "database": database or "failing",
         }
 
     def stats(self) -> dict[str, Any]:
         busy = self.busy()
         return {
             "version": __version__,
-            "uptime": round(time.time() - self.started, 3),
+            "uptime": self.uptime(),
             "queues": self.work.snapshot(),
             "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
             "waiting": self.work.waiting(),
@@ -217,7 +222,7 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work.put_many, on_pushed)
+        self.store = Store(self.work.put_many, on_pushed, self.config.wal_limit)
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
@@ -225,6 +230,14 @@ class Leekd:
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
+        problem = await loop.run_in_executor(self.pool, writable)
+        if problem:
+            self.store.healthy, self.store.last_error = False, problem
+            log.error(
+                "the database does not take writes (%s): every push is refused until it does; "
+                "ping and status say so",
+                problem,
+            )
         self.workers = [self._new_worker() for _ in range(self.config.workers)]
         for w in self.workers:
             w.start()
@@ -232,16 +245,20 @@ class Leekd:
         self.watchdog.start()
         await self.net.start(self.listener)
         self.port = self.listener.port
+        refusing = " (refusing pushes: the database does not take writes)" if problem else ""
         log.info(
-            "leekd %s listening on %s (pid %d, %d workers, Python %s)",
+            "leekd %s listening on %s (pid %d, %d workers, Python %s)%s",
             __version__,
             self.listener.where,
             os.getpid(),
             self.config.workers,
             PYTHON,
+            refusing,
         )
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
-        sd_notify(f"READY=1\nSTATUS=listening on {self.listener.where}\nMAINPID={os.getpid()}")
+        sd_notify(
+            f"READY=1\nSTATUS=listening on {self.listener.where}{refusing}\nMAINPID={os.getpid()}"
+        )
         from .store.purge import start_retention  # needs Django's app registry, ready by now
 
         retention = start_retention(self.config.retention, self.pool, lambda: self.draining)
@@ -316,8 +333,23 @@ class Leekd:
             ok,
             bad,
             self.work.waiting() + len(stragglers),
-            time.time() - self.started,
+            self.uptime(),
         )
+
+
+def writable() -> str:
+    """ "" if the database takes a write, else why not (at start, before listening)."""
+    from django.db import DatabaseError, connection
+
+    from .store.transaction import probe_write
+
+    try:
+        probe_write(connection)
+    except DatabaseError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+    return ""
 
 
 def trim_heap() -> None:

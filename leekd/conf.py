@@ -35,6 +35,8 @@ class Config:
     kill_after: float = 2.0  # seconds past a time limit before a stuck worker is retired
     running_file: str | None = None  # crash ledger; default beside the SQLite file
     retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
+    wal_limit: int = 64 * 1024 * 1024  # bytes of SQLite log before a truncating checkpoint
+    payload_memory: int = 256 * 1024 * 1024  # bytes of waiting payloads held in memory
     settings: str | None = None  # Django settings module; None = embedded SQLite
 
     def validate(self) -> Config:
@@ -50,6 +52,12 @@ class Config:
             raise LeekConfigError("grace, retry_delay and timeout must not be negative")
         if self.retention < 0:
             raise LeekConfigError("retention must not be negative (0 keeps records forever)")
+        if self.wal_limit < 1024 * 1024:
+            raise LeekConfigError(
+                f"wal_limit must be at least 1 MiB (1048576), not {self.wal_limit}"
+            )
+        if self.payload_memory < 0:
+            raise LeekConfigError("payload_memory must not be negative (0 keeps payloads on disk)")
         if self.max_frame < 1024:
             raise LeekConfigError("max_frame below 1024 bytes cannot carry a task")
         if self.max_connections < 1:

@@ -42,7 +42,7 @@ from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
 from .rows import INSERT_CHUNK, insert_tasks, write_outcomes
-from .sqlite import Checkpointer
+from .sqlite import WAL_LIMIT, Checkpointer, database_file
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -68,9 +68,13 @@ Committed = Callable[[Iterable[Job]], object]
 class Store(Transactions):
     """Owns the writer thread; ``on_pushed`` is called once per commit with every answer."""
 
-    def __init__(self, on_committed: Committed, on_pushed: PushDone) -> None:
+    def __init__(
+        self, on_committed: Committed, on_pushed: PushDone, wal_limit: int = WAL_LIMIT
+    ) -> None:
         self.on_committed = on_committed  # the engine's: queue these jobs
         self.on_pushed = on_pushed
+        self.wal_limit = wal_limit
+        self.lost = ""  # why the database file is no longer the one opened: nothing commits
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_outcomes: list[Outcome] = []  # written when the database is back
         self._outcomes: deque[Outcome] = deque()  # from the workers, for the next commit
@@ -96,8 +100,9 @@ class Store(Transactions):
 
     def start(self) -> None:
         self._utc_text = connection.vendor == "sqlite" and connection.timezone is UTC
-        if connection.vendor == "sqlite":
-            self._checkpointer = Checkpointer(str(connection.settings_dict["NAME"]))
+        path = database_file(str(connection.settings_dict["NAME"]))
+        if connection.vendor == "sqlite" and path is not None:
+            self._checkpointer = Checkpointer(path, self.wal_limit, self._file_lost)
             self._checkpointer.start()
         self._thread.start()
 
@@ -158,7 +163,9 @@ class Store(Transactions):
                 pass  # the first write reports it
         try:
             while True:
-                ops = self._collect(retry_wait if self._pending_outcomes else None)
+                ops = self._collect(
+                    retry_wait if self._pending_outcomes or not self.healthy else None
+                )
                 ok = self._write(ops)
                 retry_wait = 0.05 if ok else min(retry_wait * 2, 2.0)
                 if self._stopping.is_set() and self._ops.empty() and not self._outcomes:
@@ -243,8 +250,13 @@ class Store(Transactions):
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
         outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
+        if self.lost:
+            self._pending_outcomes = outcomes
+            err = DatabaseError(f"database unavailable: {self.lost}")
+            self.on_pushed([(op.token, err) for op in pushes])
+            return False
         if not pushes and not outcomes:
-            return True
+            return self.healthy or self._recheck()
         # The writer keeps its one connection (no close_old_connections here: with
         # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
         with self._lock:
@@ -343,6 +355,10 @@ class Store(Transactions):
         are queued, so a client asking ``waiting`` right after its answer still sees them.
         From the writer thread the answers are only scheduled, so the jobs are queued first.
         """
+        if self.lost:  # committed into a file that is gone: say so, queue nothing
+            err = DatabaseError(f"database unavailable: {self.lost}")
+            answer([(op.token, err) for op in pushes])
+            return
         answers: list[tuple[Any, list[int] | Exception]] = [
             (op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)
         ]
