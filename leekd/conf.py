@@ -94,6 +94,8 @@ _ENV = {
     "unix": "LEEK_UNIX",
     "tls_cert": "LEEK_TLS_CERT",
     "tls_key": "LEEK_TLS_KEY",
+    "wal_limit": "LEEK_WAL_LIMIT",
+    "payload_memory": "LEEK_PAYLOAD_MEMORY",
 }
 
 

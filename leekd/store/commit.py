@@ -102,7 +102,7 @@ class Store(Transactions):
         self._utc_text = connection.vendor == "sqlite" and connection.timezone is UTC
         path = database_file(str(connection.settings_dict["NAME"]))
         if connection.vendor == "sqlite" and path is not None:
-            self._checkpointer = Checkpointer(path, self.wal_limit, self._file_lost)
+            self._checkpointer = Checkpointer(path, self.wal_limit, self._file_lost, self._lock)
             self._checkpointer.start()
         self._thread.start()
 

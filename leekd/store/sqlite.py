@@ -35,12 +35,13 @@ class Checkpointer(threading.Thread):
 
     A checkpoint copies the log into the database file and syncs both; done by the writer
     (SQLite's default, every 1000 pages) it stalls the pushes of that commit for
-    milliseconds. Here a passive checkpoint runs every ``interval`` on its own connection
-    and never blocks the writer. A passive checkpoint cannot reset the log while writers
+    milliseconds. Here a passive checkpoint runs every ``interval`` (or sooner, once the log
+    is over its limit) on its own connection and never blocks the writer. A passive checkpoint cannot reset the log while writers
     keep appending to it, so under steady load the log would grow forever: once it is over
-    ``wal_limit``, a TRUNCATE checkpoint follows the passive one. That one holds the write
-    lock, but only for what the passive pass left (pushes meanwhile wait, or go to the
-    writer thread), and leaves an empty log.
+    ``wal_limit``, a TRUNCATE checkpoint follows the passive one, holding the store's commit
+    ``lock`` (SQLite's busy handler alone lets a steady stream of commits starve it). Pushes
+    meanwhile go to the writer thread and wait, but only for what the passive pass left
+    to copy; the log is then empty again.
 
     Every ``watch`` seconds it also compares the database file at ``path`` with the one
     opened at start: a file deleted or replaced under leekd would take every later commit
@@ -52,6 +53,7 @@ class Checkpointer(threading.Thread):
         path: str,
         wal_limit: int = WAL_LIMIT,
         on_lost: Callable[[str], object] | None = None,
+        lock: threading.Lock | None = None,
         interval: float = 0.5,
         watch: float = 0.1,
     ) -> None:
@@ -59,6 +61,7 @@ class Checkpointer(threading.Thread):
         self.path = path
         self.wal_limit = wal_limit
         self.on_lost = on_lost
+        self.lock = lock or threading.Lock()
         self.interval = interval
         self.watch = watch
         self.identity = file_identity(path)
@@ -88,7 +91,9 @@ class Checkpointer(threading.Thread):
                     self.lost = self.changed()
                     if self.lost and self.on_lost is not None:
                         self.on_lost(self.lost)
-                if self.lost or time.monotonic() < due:
+                # A busy leekd writes tens of MiB of log a second: its size is looked at
+                # on every tick, so the limit holds to within a tick's worth.
+                if self.lost or (time.monotonic() < due and self.wal_size() <= self.wal_limit):
                     continue
                 due = time.monotonic() + self.interval
                 self.checkpoint(conn)
@@ -105,7 +110,8 @@ class Checkpointer(threading.Thread):
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             if self.wal_size() <= self.wal_limit:
                 return
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            with self.lock:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if busy:
                 log.debug("WAL over %d bytes; truncating checkpoint was blocked", self.wal_limit)
             else:
