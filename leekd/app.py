@@ -187,12 +187,14 @@ class Leekd:
         """Put every task with no outcome back on the queue; returns how many."""
         from .store.recovery import count_deaths, recover
 
+        suspects: list[int] = []
         if self.slots is not None:
-            dead = self.slots.read_dead()
-            if dead:
-                self.poisoned = count_deaths(dead, self.config.max_deaths)
+            dead, suspects = self.slots.read_dead(), self.slots.read_suspects()
+            if dead or suspects:
+                self.poisoned, suspects = count_deaths(dead, suspects, self.config.max_deaths)
             self.slots.clear()
-        self.recovered = recover(self.work.put_many)
+            self.slots.set_suspects(suspects)
+        self.recovered = recover(self.work.put_many, suspects)
         return self.recovered
 
     def _new_worker(self) -> Worker:

@@ -21,6 +21,7 @@ class Job:
     timeout: float = 0.0  # 0: the server's default
     attempts: int = 0
     deaths: int = 0
+    suspect: bool = False  # running beside others when leekd died: runs alone until cleared
 
 
 @dataclass(slots=True)

@@ -2,6 +2,10 @@
 
 Only committed tasks enter it, so dropping it on a crash loses nothing: recovery refills it
 from the database. Retries wait in a heap until their backoff has passed.
+
+Suspects (tasks that were running beside others when leekd died, see running.py) wait in a
+deque of their own and go first, one at a time, each with no other task running: a worker
+takes one only once nothing runs, and takes nothing while it runs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class TaskQueue:
         self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
         self._running: dict[int, Job] = {}
+        self._suspects: deque[Job] = deque()
+        self._alone: Job | None = None  # the suspect running now, with nothing beside it
         self.stats = QueueStats()
         self.closed = False
 
@@ -43,7 +49,7 @@ class TaskQueue:
         with self._cond:
             n = 0
             for job in jobs:
-                self._ready.append(job)
+                (self._suspects if job.suspect else self._ready).append(job)
                 self.stats.waiting[job.queue] += 1
                 n += 1
             if n:
@@ -56,8 +62,7 @@ class TaskQueue:
     def put_later(self, job: Job, delay: float) -> None:
         """Give a job back after a failed attempt, to run again after ``delay`` seconds."""
         with self._cond:
-            self._running.pop(job.id, None)
-            self.stats.running[job.queue] -= 1
+            self._finished(job)
             self.stats.retried[job.queue] += 1
             self.stats.waiting[job.queue] += 1
             heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), job))
@@ -73,7 +78,13 @@ class TaskQueue:
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     self._ready.append(heapq.heappop(self._delayed)[2])
-                if self._ready:
+                if self._suspects and self._alone is None and not self._running:
+                    job = self._alone = self._suspects.popleft()
+                    self.stats.waiting[job.queue] -= 1
+                    self.stats.running[job.queue] += 1
+                    self._running[job.id] = job
+                    return job
+                if self._ready and self._alone is None and not self._suspects:
                     job = self._ready.popleft()
                     self.stats.waiting[job.queue] -= 1
                     self.stats.running[job.queue] += 1
@@ -86,17 +97,25 @@ class TaskQueue:
                     return None
                 self._cond.wait(max(wait, 0.0005))
 
+    def _finished(self, job: Job) -> None:
+        """A job is no longer running (hold the lock); a suspect that got here is cleared."""
+        self._running.pop(job.id, None)
+        self.stats.running[job.queue] -= 1
+        alone = job is self._alone
+        if alone:
+            self._alone, job.suspect = None, False  # it finished: it did not kill leekd
+        if alone or (self._suspects and not self._running):
+            self._cond.notify_all()  # the others may go now, or the next suspect
+
     def done(self, job: Job, ok: bool) -> None:
         with self._cond:
-            self._running.pop(job.id, None)
-            self.stats.running[job.queue] -= 1
+            self._finished(job)
             (self.stats.succeeded if ok else self.stats.failed)[job.queue] += 1
 
     def release(self, job: Job) -> None:
         """A running job leekd will not finish (stopping): it stays queued in the database."""
         with self._cond:
-            self._running.pop(job.id, None)
-            self.stats.running[job.queue] -= 1
+            self._finished(job)
 
     def close(self) -> None:
         with self._cond:
@@ -110,7 +129,7 @@ class TaskQueue:
 
     def waiting(self) -> int:
         with self._cond:
-            return len(self._ready) + len(self._delayed)
+            return len(self._ready) + len(self._delayed) + len(self._suspects)
 
     def handled(self) -> int:
         with self._cond:
