@@ -31,6 +31,7 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
+from .net.accept import connection_budget
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -245,6 +246,18 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
+        wanted = self.config.max_connections
+        room, limit = connection_budget(wanted, reserve=3 * (len(self.workers) + 4) + 32)
+        if room < wanted:
+            log.warning(
+                "serving at most %d connections, not %d (--max-connections): the open-file "
+                "limit is %d, and leekd keeps a reserve for its database, log and ledger; "
+                "raise LimitNOFILE (ulimit -n) to serve more",
+                room,
+                wanted,
+                limit,
+            )
+            self.net.shared.max_connections = room
         await self.net.start(self.listener)
         self.port = self.listener.port
         refusing = " (refusing pushes: the database does not take writes)" if problem else ""

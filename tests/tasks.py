@@ -79,3 +79,19 @@ def print_megabytes(mb):
     for _ in range(mb * 1024):
         print(chunk, end="")
     return mb
+
+
+def hold_files(count, seconds):
+    """Keep ``count`` descriptors open for ``seconds``, as a task leaking files would."""
+    files = []
+    try:
+        for _ in range(count):
+            try:
+                files.append(open(os.devnull, "rb"))  # noqa: SIM115 - held on purpose
+            except OSError:
+                break
+        time.sleep(seconds)
+        return len(files)
+    finally:
+        for f in files:
+            f.close()
