@@ -47,7 +47,7 @@ class Leekd:
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
-        self.work = TaskQueue()
+        self.work = TaskQueue(config.payload_memory)
         self.store: Store | None = None
         self.workers: list[Worker] = []
         self.net = Server(
@@ -126,6 +126,7 @@ class Leekd:
             "handled": self.work.handled(),
             "recovered": self.recovered,
             "poisoned": self.poisoned,
+            "payload_bytes": self.work.held,  # of waiting tasks, held in memory
             "connections": len(self.connections),
             "store": {
                 "healthy": self.store.healthy if self.store else True,
@@ -199,9 +200,16 @@ class Leekd:
         return self.recovered
 
     def _new_worker(self) -> Worker:
+        from .store.payloads import load_payload  # needs Django's app registry, ready by now
+
         assert self.store is not None
         worker = Worker(
-            self._next_slot, self.work, self.store.submit_outcome, self.config, self.slots
+            self._next_slot,
+            self.work,
+            self.store.submit_outcome,
+            self.config,
+            self.slots,
+            load_payload,
         )
         self._next_slot += 1
         return worker

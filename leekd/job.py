@@ -11,12 +11,12 @@ from datetime import datetime
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """A committed task, held as bytes until a worker needs it."""
+    """A committed task, held as bytes until a worker needs it (None: left in the database)."""
 
     id: int
     name: str
     queue: str
-    payload: bytes
+    payload: bytes | None
     max_retries: int = 0  # 0: the server's default
     timeout: float = 0.0  # 0: the server's default
     attempts: int = 0

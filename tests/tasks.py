@@ -95,3 +95,14 @@ def hold_files(count, seconds):
     finally:
         for f in files:
             f.close()
+
+
+def wait_for_file(path, timeout=60.0):
+    """Hold a worker until ``path`` exists (bounded), so pushes after it wait in the queue."""
+    end = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def size_of(data):
+    return len(data)

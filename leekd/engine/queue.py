@@ -1,7 +1,9 @@
 """The in-memory queue between the store (which fills it) and the workers (which drain it).
 
 Only committed tasks enter it, so dropping it on a crash loses nothing: recovery refills it
-from the database. Retries wait in a heap until their backoff has passed.
+from the database. Retries wait in a heap until their backoff has passed. Waiting payloads
+are held up to a budget of bytes; beyond it a job waits without its payload, which its
+worker reads back from the database.
 
 Suspects (tasks that were running beside others when leekd died, see running.py) wait in a
 deque of their own and go first, one at a time, each with no other task running: a worker
@@ -33,7 +35,9 @@ class QueueStats:
 class TaskQueue:
     """FIFO of ready jobs plus a heap of delayed retries; ``get`` blocks with a timeout."""
 
-    def __init__(self) -> None:
+    def __init__(self, payload_memory: int = 256 * 1024 * 1024) -> None:
+        self.payload_memory = payload_memory
+        self.held = 0  # bytes of waiting payloads in memory
         self._ready: deque[Job] = deque()
         self._delayed: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
@@ -49,6 +53,11 @@ class TaskQueue:
         with self._cond:
             n = 0
             for job in jobs:
+                if job.payload is not None:
+                    if self.held + len(job.payload) > self.payload_memory:
+                        job.payload = None  # committed: the worker reads it back
+                    else:
+                        self.held += len(job.payload)
                 (self._suspects if job.suspect else self._ready).append(job)
                 self.stats.waiting[job.queue] += 1
                 n += 1
@@ -80,22 +89,24 @@ class TaskQueue:
                     self._ready.append(heapq.heappop(self._delayed)[2])
                 if self._suspects and self._alone is None and not self._running:
                     job = self._alone = self._suspects.popleft()
-                    self.stats.waiting[job.queue] -= 1
-                    self.stats.running[job.queue] += 1
-                    self._running[job.id] = job
-                    return job
+                    return self._take(job)
                 if self._ready and self._alone is None and not self._suspects:
-                    job = self._ready.popleft()
-                    self.stats.waiting[job.queue] -= 1
-                    self.stats.running[job.queue] += 1
-                    self._running[job.id] = job
-                    return job
+                    return self._take(self._ready.popleft())
                 wait = deadline - now
                 if self._delayed:
                     wait = min(wait, self._delayed[0][0] - now)
                 if wait <= 0 and deadline <= now:
                     return None
                 self._cond.wait(max(wait, 0.0005))
+
+    def _take(self, job: Job) -> Job:
+        """``job`` starts running (hold the lock)."""
+        self.stats.waiting[job.queue] -= 1
+        self.stats.running[job.queue] += 1
+        self._running[job.id] = job
+        if job.payload is not None and not job.attempts:  # retries were never counted
+            self.held -= len(job.payload)
+        return job
 
     def _finished(self, job: Job) -> None:
         """A job is no longer running (hold the lock); a suspect that got here is cleared."""

@@ -28,6 +28,7 @@ from .queue import TaskQueue
 from .running import RunningSlots
 
 Report = Callable[[Outcome], object]  # hands an outcome to whoever records it
+Load = Callable[[int], bytes]  # reads a task's payload that waited in the database
 
 log = logging.getLogger("leekd.worker")
 
@@ -81,8 +82,10 @@ class Worker(threading.Thread):
         report: Report,
         config: Config,
         slots: RunningSlots | None = None,
+        load: Load | None = None,
     ) -> None:
         super().__init__(name=f"leekd-worker-{index}", daemon=True)
+        self.load = load
         self.index = index
         self.work = work
         self.report = report
@@ -136,8 +139,17 @@ class Worker(threading.Thread):
 
     def _execute(self, job: Job, limit: float) -> None:
         t0 = time.perf_counter()
+        payload = job.payload
+        if payload is None:
+            try:
+                if self.load is None:
+                    raise LookupError("its payload was left in the database and nothing reads it")
+                payload = job.payload = self.load(job.id)
+            except Exception as exc:  # the database is failing: retried, as a failure would be
+                self._fail(job, exc, t0, prefix="could not read the task from the database: ")
+                return
         try:
-            fn, args, kwargs = cloudpickle.loads(job.payload)
+            fn, args, kwargs = cloudpickle.loads(payload)
         except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
             # Loading will not succeed on a retry either (module missing, bad pickle).
             self._fail(job, exc, t0, prefix="could not load the task: ", retry=False)

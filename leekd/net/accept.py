@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 import ssl
@@ -71,12 +72,14 @@ class Acceptor:
                 )
             )
             self._starting.add(task)
-            task.add_done_callback(self._started)
+            task.add_done_callback(functools.partial(self._started, conn))
 
-    def _started(self, task: asyncio.Task[object]) -> None:
+    def _started(self, conn: socket.socket, task: asyncio.Task[object]) -> None:
         self._starting.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("connection not set up: %s", task.exception())  # a failed TLS handshake
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():  # a failed TLS handshake, say
+                log.debug("connection not set up: %s", task.exception())
+            conn.close()
 
     def _pause(self, sock: socket.socket, exc: OSError) -> None:
         self._loop.remove_reader(sock.fileno())

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Iterable
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import BinaryField, Case, F, Value, When
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from ..job import Job
@@ -22,6 +23,7 @@ from ..models import FailedTask, QueuedTask
 log = logging.getLogger("leekd.server")
 
 RECOVER_CHUNK = 5000
+INLINE = 16 * 1024  # larger payloads stay in the database until a worker reads them
 
 
 def recover(put_many: Callable[[Iterable[Job]], object], suspects: Iterable[int] = ()) -> int:
@@ -37,12 +39,21 @@ def _recover(put_many: Callable[[Iterable[Job]], object], suspects: set[int]) ->
     rows = (
         QueuedTask.objects.unfinished()
         .order_by("id")
-        .values_list("id", "name", "queue", "payload", "max_retries", "timeout", "deaths")
+        .annotate(size=Length("payload"))
+        .annotate(
+            inline=Case(
+                When(size__lte=INLINE, then=F("payload")),
+                default=Value(None),
+                output_field=BinaryField(),
+            )
+        )
+        .values_list("id", "name", "queue", "inline", "max_retries", "timeout", "deaths")
         .iterator(chunk_size=RECOVER_CHUNK)
     )
     batch: list[Job] = []
     for tid, name, queue, payload, retries, timeout, deaths in rows:
-        job = Job(tid, name, queue, bytes(payload), retries, timeout, deaths=deaths)
+        data = None if payload is None else bytes(payload)
+        job = Job(tid, name, queue, data, retries, timeout, deaths=deaths)
         job.suspect = tid in suspects
         batch.append(job)
         if len(batch) >= RECOVER_CHUNK:
