@@ -46,7 +46,7 @@ from .protocol import (
     TaskRecord,
     Welcome,
 )
-from .records import make_record
+from .records import OPTIONS, make_record
 from .transport import client_tls_context, open_socket
 from .version import __version__
 
@@ -128,9 +128,12 @@ class Client:
     ) -> int:
         """Queue ``fn(*args, **kwargs)``; returns its id once leekd has committed it."""
         if options:
-            unknown = set(options) - {"queue", "max_retries", "timeout"}
+            unknown = set(options) - OPTIONS
             if unknown:
-                raise TypeError(f"unknown push options: {', '.join(sorted(unknown))}")
+                raise TypeError(
+                    f"unknown push options: {', '.join(sorted(unknown))} (a push takes "
+                    f"{', '.join(sorted(OPTIONS))}; pass the task's own arguments in kwargs)"
+                )
         record = make_record(fn, tuple(args), kwargs, **options)
         return self.push_records([record])[0]
 
@@ -385,7 +388,9 @@ def push(
     kwargs: dict[str, Any] | None = None,
     **options: Any,
 ) -> int:
-    """Queue ``fn(*args, **kwargs)`` with options (``queue``, ``max_retries``, ``timeout``)."""
+    """Queue ``fn(*args, **kwargs)`` with options: ``queue``, ``priority``, ``delay`` (seconds
+    or a timedelta) or ``eta`` (an aware datetime), ``unique_key``, ``max_retries``,
+    ``timeout``."""
     return get_client().push(fn, args, kwargs, **options)
 
 

@@ -19,13 +19,14 @@ class TaskFunction(Task):
     def push(
         self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> int:
-        """Queue a call with per-call options (``queue``, ``max_retries``, ``timeout``)."""
+        """Queue a call with per-call options (``queue``, ``priority``, ``delay``/``eta``,
+        ``unique_key``, ``max_retries``, ``timeout``)."""
         return get_client().push(self, args, kwargs, **options)
 
 
 def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """``@task`` or ``@task(queue=..., max_retries=..., timeout=...)``."""
-    unknown = set(options) - {"queue", "max_retries", "timeout"}
+    """``@task`` or ``@task(queue=..., priority=..., max_retries=..., timeout=...)``."""
+    unknown = set(options) - {"queue", "priority", "max_retries", "timeout"}
     if unknown:
         raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}")
     if fn is not None:

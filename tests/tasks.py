@@ -106,3 +106,10 @@ def wait_for_file(path, timeout=60.0):
 
 def size_of(data):
     return len(data)
+
+
+def stamp(directory, name):
+    """Append ``name`` and the time it ran to one file: the order and time tasks ran in."""
+    with open(Path(directory) / "stamps", "a") as f:
+        f.write(f"{name} {time.time():.6f}\n")
+    return name

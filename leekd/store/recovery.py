@@ -47,13 +47,24 @@ def _recover(put_many: Callable[[Iterable[Job]], object], suspects: set[int]) ->
                 output_field=BinaryField(),
             )
         )
-        .values_list("id", "name", "queue", "inline", "max_retries", "timeout", "deaths")
+        .values_list(
+            "id",
+            "name",
+            "queue",
+            "inline",
+            "max_retries",
+            "timeout",
+            "deaths",
+            "priority",
+            "run_at",
+        )
         .iterator(chunk_size=RECOVER_CHUNK)
     )
     batch: list[Job] = []
-    for tid, name, queue, payload, retries, timeout, deaths in rows:
+    for tid, name, queue, payload, retries, timeout, deaths, priority, run_at in rows:
+        when = run_at.timestamp() if run_at is not None else 0.0
         data = None if payload is None else bytes(payload)
-        job = Job(tid, name, queue, data, retries, timeout, deaths=deaths)
+        job = Job(tid, name, queue, data, retries, timeout, priority, when, deaths=deaths)
         job.suspect = tid in suspects
         batch.append(job)
         if len(batch) >= RECOVER_CHUNK:
