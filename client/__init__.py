@@ -8,6 +8,7 @@ from .errors import (
     LeekError,
     LeekProtocolError,
     LeekRejected,
+    LeekTimeout,
     LeekUnavailable,
     LeekVersionError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "LeekError",
     "LeekProtocolError",
     "LeekRejected",
+    "LeekTimeout",
     "LeekUnavailable",
     "LeekVersionError",
     "get_client",

@@ -13,6 +13,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,6 +26,7 @@ from .errors import (
     LeekError,
     LeekProtocolError,
     LeekRejected,
+    LeekTimeout,
     LeekUnavailable,
     LeekVersionError,
 )
@@ -104,6 +106,7 @@ class Client:
         self._secret_arg = secret
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self._deadline = 0.0  # of the request under way (monotonic)
         self.max_frame = max_frame
         self._lock = threading.RLock()
         self._sock: socket.socket | None = None
@@ -167,7 +170,18 @@ class Client:
             size += need
         frames.append(Push(tuple(batch)))
         ids: list[int] = []
-        for reply in self._roundtrip(frames):
+        try:
+            replies = self._roundtrip(frames)
+        except LeekTimeout as exc:
+            keys = [r.key for r in records if r.key]
+            shown = ", ".join(repr(k) for k in keys[:3]) + (", …" if len(keys) > 3 else "")
+            raise LeekTimeout(
+                f"{exc}; the push may have been recorded all the same: look it up with "
+                f"Client.status_of_key({shown}), or push the same records again with "
+                "push_records(), which records each key at most once",
+                keys,
+            ) from None
+        for reply in replies:
             if not isinstance(reply, Pushed):
                 raise LeekProtocolError(f"expected task ids, got {type(reply).__name__}")
             ids.extend(reply.ids)
@@ -199,6 +213,11 @@ class Client:
     def status(self, task_id: int) -> dict[str, Any]:
         """One task's state: queued, running, succeeded or failed, with attempts and error."""
         return self.request("status", id=int(task_id))
+
+    def status_of_key(self, key: str) -> dict[str, Any]:
+        """The task recorded for a push with this key (``LeekTimeout.keys``); LeekRejected
+        with code "not_found" if that push was never recorded."""
+        return self.request("status_of_key", key=str(key))
 
     def close(self) -> None:
         with self._lock:
@@ -235,7 +254,9 @@ class Client:
         return bool(readable)
 
     def _roundtrip(self, events: list[Any]) -> list[Any]:
+        """Send ``events`` and read their answers, all within ``timeout`` (LeekTimeout)."""
         with self._lock:
+            self._deadline = time.monotonic() + self.timeout
             if self._forks != _forks:
                 self._sock, self._conn = None, None  # the parent's socket: leave it alone
                 self._forks = _forks
@@ -246,17 +267,24 @@ class Client:
                 self._open()
             try:
                 return self._exchange(events)
+            except LeekTimeout:
+                self._drop()  # an answer may still come on it: never read as another's
+                raise
             except (OSError, LeekConnectionError) as exc:
                 self._drop()
-                if fresh:
+                if fresh or time.monotonic() >= self._deadline:
                     raise LeekConnectionError(
                         f"lost the connection to leekd at {self.address}: {exc}"
                     ) from exc
-            # A connection that looked alive failed: one fresh attempt (a push may then be
-            # recorded twice, which at-least-once allows).
+            # A connection that looked alive failed (leekd restarted, say): one fresh attempt
+            # in the time left. A push sent again carries the same keys: leekd records each
+            # record at most once.
             self._open()
             try:
                 return self._exchange(events)
+            except LeekTimeout:
+                self._drop()
+                raise
             except (OSError, LeekConnectionError) as exc:
                 self._drop()
                 raise LeekConnectionError(
@@ -265,10 +293,18 @@ class Client:
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
-        if len(events) == 1:
-            self._sock.sendall(self._conn.send(events[0]))
-        else:
-            self._sock.sendall(b"".join([self._conn.send(e) for e in events]))
+        data = (
+            self._conn.send(events[0])
+            if len(events) == 1
+            else b"".join([self._conn.send(e) for e in events])
+        )
+        try:
+            self._sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise LeekTimeout(
+                f"leekd at {self.address} did not take our request within {self.timeout:g}s"
+            ) from None
         replies = []
         for _ in events:
             event = self._read_event()
@@ -297,9 +333,10 @@ class Client:
                 ) from None
             if event is NEED_DATA:
                 try:
+                    self._sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
                     data = self._sock.recv(_RECV)
                 except TimeoutError:
-                    raise LeekConnectionError(
+                    raise LeekTimeout(
                         f"leekd at {self.address} did not answer within {self.timeout:g}s"
                     ) from None
                 self._conn.receive_data(data)

@@ -45,7 +45,17 @@ class ErrorCode(enum.IntEnum):
 
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
-    {"ping", "waiting", "handled", "stats", "status", "drain", "purge", "retry_failed"}
+    {
+        "ping",
+        "waiting",
+        "handled",
+        "stats",
+        "status",
+        "status_of_key",
+        "drain",
+        "purge",
+        "retry_failed",
+    }
 )
 
 

@@ -141,6 +141,11 @@ class Leekd:
 
         return task_status(task_id)
 
+    def status_of_key(self, key: str) -> dict[str, Any] | None:
+        from .store.queries import status_of_key
+
+        return status_of_key(key)
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
 

@@ -33,6 +33,9 @@ class LeekdAPI(Protocol):
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         """The task's record, or None (blocking)."""
 
+    def status_of_key(self, key: str) -> dict[str, Any] | None:
+        """The record pushed with this client-made key, or None (blocking)."""
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""
 

@@ -59,6 +59,7 @@ class _PushOp:
     records: Sequence[TaskRecord]
     token: Any
     retry_of: Sequence[int | None] | None = None  # per record: the FailedTask it retries
+    known: set[int] | None = None  # records whose key was committed before: not queued again
 
 
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
@@ -335,15 +336,19 @@ class Store(Transactions):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
+        known: set[int] = set()
         with self._transaction(raw, single) as (cur, ph):
-            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of)
+            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of, known)
             write_outcomes(cur, ph, outcomes, self._adapt)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
         for op in pushes:
-            ids.append(flat[k : k + len(op.records)])
-            k += len(op.records)
+            n = len(op.records)
+            ids.append(flat[k : k + n])
+            if known:
+                op.known = {j - k for j in known if k <= j < k + n}
+            k += n
         return ids
 
     def _settle(
@@ -367,7 +372,8 @@ class Store(Transactions):
         self.on_committed(
             Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout, r.priority, r.run_at)
             for op, op_ids in zip(pushes, ids, strict=True)
-            for i, r in zip(op_ids, op.records, strict=True)
+            for n, (i, r) in enumerate(zip(op_ids, op.records, strict=True))
+            if not op.known or n not in op.known  # a push sent again runs once
         )
         if not on_loop and answers:
             answer(answers)

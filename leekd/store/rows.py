@@ -25,6 +25,9 @@ _TASK_COLUMNS = (
     "priority", "run_at", "key", "unique_key",
 )  # fmt: skip
 _INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
+# A record whose key is already committed (a push sent again) is skipped, not an error:
+# one commit holds many clients' pushes, and one duplicate must not fail the others.
+_SKIP_KNOWN = " ON CONFLICT DO NOTHING"
 
 
 def insert_tasks(
@@ -34,7 +37,13 @@ def insert_tasks(
     now: datetime,
     adapt: Callable[[datetime], Any],
     retry_of: Sequence[int | None] | None,
+    known: set[int] | None = None,
 ) -> list[int]:
+    """Insert task rows; their ids, in order.
+
+    A record whose ``key`` is already in the table gets the id recorded for it, and its
+    index is added to ``known`` (its task is queued already: not again).
+    """
     when = adapt(now)
     ids: list[int] = []
     for start in range(0, len(records), INSERT_CHUNK):
@@ -49,15 +58,51 @@ def insert_tasks(
             )  # fmt: skip
         values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
         if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
-            cur.execute(values, params)
-            ids.append(cur.lastrowid)
+            cur.execute(values + _SKIP_KNOWN, params)
+            if cur.rowcount == 1:
+                ids.append(cur.lastrowid)
+            else:
+                ids += _known_ids(cur, ph, chunk, start, {}, known)
             continue
-        cur.execute(values + " RETURNING id", params)
-        # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
-        got = sorted(row_[0] for row_ in cur.fetchall())
-        if len(got) != len(chunk):
-            raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
-        ids += got
+        cur.execute(values + _SKIP_KNOWN + " RETURNING id, key", params)
+        got = cur.fetchall()
+        if len(got) == len(chunk) and not any(r.key for r in chunk):
+            ids += sorted(row_[0] for row_ in got)  # RETURNING promises no order
+            continue
+        ids += _known_ids(cur, ph, chunk, start, dict(got), known)
+    return ids
+
+
+def _known_ids(
+    cur: Any,
+    ph: str,
+    chunk: Sequence[TaskRecord],
+    start: int,
+    got: dict[Any, int],
+    known: set[int] | None,
+) -> list[int]:
+    """Ids for a chunk whose INSERT returned ``got`` (id by key) and skipped some keys."""
+    fresh = {k: i for i, k in got.items() if k is not None}  # key -> new id
+    plain = iter(sorted(i for i, k in got.items() if k is None))  # in VALUES order
+    missing = [r.key for r in chunk if r.key and r.key not in fresh]
+    old: dict[str, int] = {}
+    if missing:
+        marks = ", ".join([ph] * len(missing))
+        cur.execute(f"SELECT key, id FROM leekd_queuedtask WHERE key IN ({marks})", missing)
+        old = dict(cur.fetchall())
+    ids: list[int] = []
+    for k, r in enumerate(chunk, start):
+        if not r.key:
+            ids.append(next(plain))
+        elif r.key in fresh:
+            ids.append(fresh.pop(r.key))  # the first record with this key inserted it
+            old[r.key] = ids[-1]
+        elif r.key in old:
+            ids.append(old[r.key])
+            if known is not None:
+                known.add(k)
+        else:
+            raise DatabaseError(f"task with key {r.key!r} neither inserted nor found")
     return ids
 
 
