@@ -196,7 +196,8 @@ class Client:
         return reply.data
 
     def ping(self) -> dict[str, Any]:
-        """leekd's health: status ("ok" or "draining"), version, uptime, workers."""
+        """leekd's health: status ("ok", "draining", or "unavailable": the database takes no
+        writes, ``database`` says why), version, uptime, workers."""
         return self.request("ping")
 
     def waiting(self) -> int:
