@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,21 @@ def test_thirty_15_mib_pushes_under_the_default_budget(tmp_path):
     )
     assert held <= 256 * MiB
     assert full - idle < 256 * MiB + 100 * MiB
+
+
+def test_out_of_memory_while_reading_a_push_is_unavailable_not_a_reset(leekd_proc):
+    p = leekd_proc("--workers", "1")
+    assert p.proc is not None
+    # Given leekd under a memory limit 40 MiB above what it uses now (prlimit on it),
+    status = Path(f"/proc/{p.proc.pid}/status").read_text()
+    size = next(int(line.split()[1]) * 1024 for line in status.splitlines() if "VmSize" in line)
+    resource.prlimit(p.proc.pid, resource.RLIMIT_AS, (size + 40 * MiB, resource.RLIM_INFINITY))
+    with leek.Client(port=p.port, secret=SECRET, timeout=30) as c:
+        # when a push needs more memory than that to be read,
+        with pytest.raises(leek.LeekUnavailable, match="out of memory: not recorded"):
+            c.push(tasks.size_of, (os.urandom(15 * MiB),))
+        # then it is refused as such, and leekd serves on.
+        assert c.ping()["status"] == "ok"
+        small = c.push(tasks.size_of, (b"x" * 1000,))
+        wait_for(lambda: c.status(small)["state"] == "succeeded")
+    assert "out of memory reading from" in p.output()
