@@ -31,7 +31,7 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
-from .net.accept import connection_budget
+from .net.accept import fit_connections
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -74,6 +74,8 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
+        self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -146,6 +148,11 @@ class Leekd:
 
         return status_of_key(key)
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
 
@@ -208,13 +215,9 @@ class Leekd:
         from .store.payloads import load_payload  # needs Django's app registry, ready by now
 
         assert self.store is not None
+        assert self._report is not None
         worker = Worker(
-            self._next_slot,
-            self.work,
-            self.store.submit_outcome,
-            self.config,
-            self.slots,
-            load_payload,
+            self._next_slot, self.work, self._report, self.config, self.slots, load_payload
         )
         self._next_slot += 1
         return worker
@@ -229,6 +232,30 @@ class Leekd:
         )
         return RunningSlots(path)
 
+    def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
+        """With --metrics-port: serve them, and wrap the two hand-overs they count."""
+        if self.config.metrics_port is None:
+            return self.work.put_many, None
+        from .metrics import Collector, MetricsServer, TaskMetrics
+
+        tasks = TaskMetrics()
+        self.metrics = MetricsServer(
+            self.config.metrics_host, self.config.metrics_port, Collector(tasks, self.stats)
+        )
+        log.info("metrics on %s", self.metrics.url)
+        self.work.observer = tasks
+        put_many = self.work.put_many
+
+        def committed(jobs: Any) -> object:
+            return put_many(tasks.committed(jobs))
+
+        def report(outcome: Any) -> None:
+            tasks.ended(outcome)
+            assert self.store is not None
+            self.store.submit_outcome(outcome)
+
+        return committed, report
+
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -238,7 +265,13 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work.put_many, on_pushed, self.config.wal_limit)
+        try:
+            committed, report = self._start_metrics()
+        except BaseException:
+            self.listener.close()
+            raise
+        self.store = Store(committed, on_pushed, self.config.wal_limit)
+        self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.slots = self._open_slots()
         t0 = time.monotonic()
@@ -246,31 +279,15 @@ class Leekd:
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
-        problem = await loop.run_in_executor(self.pool, writable)
-        if problem:
-            self.store.healthy, self.store.last_error = False, problem
-            log.error(
-                "the database does not take writes (%s): every push is refused until it does; "
-                "ping and status say so",
-                problem,
-            )
+        problem = await loop.run_in_executor(self.pool, self.store.check_writable)
         self.workers = [self._new_worker() for _ in range(self.config.workers)]
         for w in self.workers:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
-        wanted = self.config.max_connections
-        room, limit = connection_budget(wanted, reserve=3 * (len(self.workers) + 4) + 32)
-        if room < wanted:
-            log.warning(
-                "serving at most %d connections, not %d (--max-connections): the open-file "
-                "limit is %d, and leekd keeps a reserve for its database, log and ledger; "
-                "raise LimitNOFILE (ulimit -n) to serve more",
-                room,
-                wanted,
-                limit,
-            )
-            self.net.shared.max_connections = room
+        self.net.shared.max_connections = fit_connections(
+            self.config.max_connections, len(self.workers)
+        )
         await self.net.start(self.listener)
         self.port = self.listener.port
         refusing = " (refusing pushes: the database does not take writes)" if problem else ""
@@ -349,6 +366,8 @@ class Leekd:
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()
@@ -363,21 +382,6 @@ class Leekd:
             self.work.waiting() + len(stragglers),
             self.uptime(),
         )
-
-
-def writable() -> str:
-    """ "" if the database takes a write, else why not (at start, before listening)."""
-    from django.db import DatabaseError, connection
-
-    from .store.transaction import probe_write
-
-    try:
-        probe_write(connection)
-    except DatabaseError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        connection.close()
-    return ""
 
 
 def trim_heap() -> None:

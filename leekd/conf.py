@@ -38,6 +38,8 @@ class Config:
     wal_limit: int = 64 * 1024 * 1024  # bytes of SQLite log before a truncating checkpoint
     payload_memory: int = 256 * 1024 * 1024  # bytes of waiting payloads held in memory
     settings: str | None = None  # Django settings module; None = embedded SQLite
+    metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
+    metrics_host: str = DEFAULT_HOST
 
     def validate(self) -> Config:
         if not 0 <= self.port <= 65535:
@@ -68,6 +70,8 @@ class Config:
             raise LeekConfigError("TLS needs a certificate (--tls-cert) and its key (--tls-key)")
         if self.unix and self.tls_cert:
             raise LeekConfigError("TLS is for TCP; a Unix socket never leaves this host")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise LeekConfigError(f"metrics port {self.metrics_port} is out of range 0..65535")
         if self.unix and len(os.fsencode(self.unix)) > 107:
             raise LeekConfigError(f"Unix socket path too long (107 bytes at most): {self.unix}")
         return self
@@ -96,6 +100,8 @@ _ENV = {
     "tls_key": "LEEK_TLS_KEY",
     "wal_limit": "LEEK_WAL_LIMIT",
     "payload_memory": "LEEK_PAYLOAD_MEMORY",
+    "metrics_port": "LEEK_METRICS_PORT",
+    "metrics_host": "LEEK_METRICS_HOST",
 }
 
 
@@ -145,7 +151,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             raise LeekConfigError(f"{source}: {exc}") from None
     kind = {f.name: f.type for f in fields(Config)}[name]
     try:
-        if kind == "int":
+        if kind == "int" or (kind == "int | None" and value is not None):
             return int(value)
         if kind == "float":
             return float(value)

@@ -125,3 +125,12 @@ class FailedTask(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.task_id} failed: {self.exc_type}"
+
+
+class Dashboard(QueuedTask):
+    """No table of its own: gives the admin a "dashboard" entry in leekd's section."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"

@@ -24,6 +24,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..job import Job
 
@@ -36,6 +37,14 @@ class QueueStats:
     succeeded: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
+
+
+class Observer(Protocol):
+    """Told when a job starts or is given back for a retry (metrics); called outside the lock."""
+
+    def started(self, job: Job) -> None: ...
+
+    def retried_later(self, job: Job) -> None: ...
 
 
 class TaskQueue:
@@ -55,6 +64,7 @@ class TaskQueue:
         self._running: dict[int, Job] = {}
         self.stats = QueueStats()
         self.closed = False
+        self.observer: Observer | None = None  # None unless metrics are on: nothing to pay
 
     def put_many(self, jobs: Iterable[Job]) -> int:
         """Queue jobs and wake as many workers as became ready."""
@@ -110,6 +120,8 @@ class TaskQueue:
             self.stats.retried[job.queue] += 1
             self._later(job, delay, scheduled=False)
             self._cond.notify()
+        if self.observer is not None:
+            self.observer.retried_later(job)
 
     def _promote(self, now: float) -> None:
         """Move every timed job that is due to the ready side."""
@@ -145,17 +157,22 @@ class TaskQueue:
                     self._promote(now)
                 if self._suspects and self._alone is None and not self._running:
                     job = self._alone = self._suspects.popleft()
-                    return self._take(job)
+                    self._take(job)
+                    break
                 if self._alone is None and not self._suspects:
                     ready = self._pop_ready()
                     if ready is not None:
-                        return self._take(ready)
+                        job = self._take(ready)
+                        break
                 wait = deadline - now
                 if self._timed:
                     wait = min(wait, self._timed[0][0] - now)
                 if wait <= 0 and deadline <= now:
                     return None
                 self._cond.wait(max(wait, 0.0005))
+        if self.observer is not None:
+            self.observer.started(job)
+        return job
 
     def _take(self, job: Job) -> Job:
         """``job`` starts running (hold the lock)."""

@@ -173,3 +173,18 @@ def raise_open_file_limit() -> int:
     except (ValueError, OSError):
         return soft
     return target
+
+
+def fit_connections(wanted: int, workers: int) -> int:
+    """``max_connections`` as the open-file limit allows it; says so if that is fewer."""
+    room, limit = connection_budget(wanted, reserve=3 * (workers + 4) + 32)
+    if room < wanted:
+        log.warning(
+            "serving at most %d connections, not %d (--max-connections): the open-file "
+            "limit is %d, and leekd keeps a reserve for its database, log and ledger; "
+            "raise LimitNOFILE (ulimit -n) to serve more",
+            room,
+            wanted,
+            limit,
+        )
+    return room

@@ -36,6 +36,9 @@ class LeekdAPI(Protocol):
     def status_of_key(self, key: str) -> dict[str, Any] | None:
         """The record pushed with this client-made key, or None (blocking)."""
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` failures, newest first (blocking)."""
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""
 

@@ -39,6 +39,24 @@ class Transactions:
             self.healthy, self.last_error, self._fast = False, why, None
         log.error("%s: refusing every push from now on; restore the file and restart leekd", why)
 
+    def check_writable(self) -> str:
+        """At start, from a pool thread: "" if a write works, else why not (and refuse pushes)."""
+        from django.db import connection
+
+        try:
+            probe_write(connection)
+        except DatabaseError as exc:
+            self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            log.error(
+                "the database does not take writes (%s): every push is refused until it does; "
+                "ping and status say so",
+                self.last_error,
+            )
+            return self.last_error
+        finally:
+            connection.close()
+        return ""
+
     def _recheck(self) -> bool:
         """The writer, while the database fails and nothing is to be written: is it back?"""
         with self._lock:
