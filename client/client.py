@@ -8,7 +8,6 @@ sharing its parent's socket.
 from __future__ import annotations
 
 import os
-import select
 import socket
 import ssl
 import sys
@@ -25,10 +24,8 @@ from .errors import (
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
-    LeekRejected,
     LeekTimeout,
-    LeekUnavailable,
-    LeekVersionError,
+    raise_error,
 )
 from .protocol import (
     CLOSED,
@@ -49,7 +46,7 @@ from .protocol import (
     Welcome,
 )
 from .records import OPTIONS, make_record
-from .transport import client_tls_context, open_socket
+from .transport import client_tls_context, open_socket, stale
 from .version import __version__
 
 _RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
@@ -65,17 +62,6 @@ def client_info() -> dict[str, Any]:
         "leek": __version__,
         "pid": os.getpid(),
     }
-
-
-def _raise_error(event: Error, where: str) -> None:
-    code = event.code
-    if code == ErrorCode.AUTH:
-        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
-    if code == ErrorCode.VERSION:
-        raise LeekVersionError(event.message, "version")
-    if code == ErrorCode.UNAVAILABLE:
-        raise LeekUnavailable(event.message, "unavailable")
-    raise LeekRejected(event.message, code.name.lower())
 
 
 class Client:
@@ -173,14 +159,7 @@ class Client:
         try:
             replies = self._roundtrip(frames)
         except LeekTimeout as exc:
-            keys = [r.key for r in records if r.key]
-            shown = ", ".join(repr(k) for k in keys[:3]) + (", …" if len(keys) > 3 else "")
-            raise LeekTimeout(
-                f"{exc}; the push may have been recorded all the same: look it up with "
-                f"Client.status_of_key({shown}), or push the same records again with "
-                "push_records(), which records each key at most once",
-                keys,
-            ) from None
+            raise LeekTimeout.of_push(exc, [r.key for r in records if r.key]) from None
         for reply in replies:
             if not isinstance(reply, Pushed):
                 raise LeekProtocolError(f"expected task ids, got {type(reply).__name__}")
@@ -242,18 +221,6 @@ class Client:
         self._conn = None
         self._forks = _forks
 
-    def _stale(self) -> bool:
-        """True if the idle connection was closed by the server (say, it restarted)."""
-        assert self._sock is not None
-        try:
-            poller = select.poll()
-            poller.register(self._sock, select.POLLIN)
-            readable = poller.poll(0)
-        except (OSError, ValueError):
-            return True
-        # Readable while idle: either end of stream, or bytes nobody asked for. Both: reconnect.
-        return bool(readable)
-
     def _roundtrip(self, events: list[Any]) -> list[Any]:
         """Send ``events`` and read their answers, all within ``timeout`` (LeekTimeout)."""
         with self._lock:
@@ -261,36 +228,27 @@ class Client:
             if self._forks != _forks:
                 self._sock, self._conn = None, None  # the parent's socket: leave it alone
                 self._forks = _forks
-            if self._sock is not None and self._stale():
+            if self._sock is not None and stale(self._sock):
                 self._drop()
             fresh = self._sock is None
-            if fresh:
-                self._open()
-            try:
-                return self._exchange(events)
-            except LeekTimeout:
-                self._drop()  # an answer may still come on it: never read as another's
-                raise
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
-                if fresh or time.monotonic() >= self._deadline:
-                    raise LeekConnectionError(
-                        f"lost the connection to leekd at {self.address}: {exc}"
-                    ) from exc
-            # A connection that looked alive failed (leekd restarted, say): one fresh attempt
-            # in the time left. A push sent again carries the same keys: leekd records each
-            # record at most once.
-            self._open()
-            try:
-                return self._exchange(events)
-            except LeekTimeout:
-                self._drop()
-                raise
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
-                raise LeekConnectionError(
-                    f"lost the connection to leekd at {self.address}: {exc}"
-                ) from exc
+            while True:
+                if self._sock is None:
+                    self._open()
+                try:
+                    return self._exchange(events)
+                except LeekTimeout:
+                    self._drop()  # an answer may still come on it: never read as another's
+                    raise
+                except (OSError, LeekConnectionError) as exc:
+                    self._drop()
+                    if fresh or time.monotonic() >= self._deadline:
+                        raise LeekConnectionError(
+                            f"lost the connection to leekd at {self.address}: {exc}"
+                        ) from exc
+                # A connection that looked alive failed (leekd restarted, say): one fresh
+                # attempt in the time left. A push sent again carries the same keys: leekd
+                # records each record at most once.
+                fresh = True
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
@@ -312,7 +270,7 @@ class Client:
             if isinstance(event, Error):
                 if len(events) > 1:
                     self._drop()  # answers still owed for the rest of the pipeline
-                _raise_error(event, self.address)
+                raise_error(event, self.address)
             replies.append(event)
         return replies
 
@@ -364,13 +322,13 @@ class Client:
         try:
             hello = self._read_event()
             if isinstance(hello, Error):
-                _raise_error(hello, self.address)  # refused before the greeting
+                raise_error(hello, self.address)  # refused before the greeting
             if not isinstance(hello, ServerHello):
                 raise LeekProtocolError("leekd did not greet us")
             sock.sendall(self._conn.hello(client_info()))
             welcome = self._read_event()
             if isinstance(welcome, Error):
-                _raise_error(welcome, self.address)
+                raise_error(welcome, self.address)
             if not isinstance(welcome, Welcome):
                 raise LeekProtocolError("leekd did not welcome us")
             self.server_info = welcome.info

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .events import Error
+
 
 class LeekError(Exception):
     """Raised for anything leek cannot do; the base of every leek exception."""
@@ -31,6 +36,17 @@ class LeekTimeout(LeekConnectionError):
     def key(self) -> str | None:
         return self.keys[0] if self.keys else None
 
+    @classmethod
+    def of_push(cls, exc: LeekTimeout, keys: list[str]) -> LeekTimeout:
+        """The timeout of a push with these record keys, saying how to find out what became."""
+        shown = ", ".join(repr(k) for k in keys[:3]) + (", …" if len(keys) > 3 else "")
+        return cls(
+            f"{exc}; the push may have been recorded all the same: look it up with "
+            f"Client.status_of_key({shown}), or push the same records again with "
+            "push_records(), which records each key at most once",
+            keys,
+        )
+
 
 class LeekAuthError(LeekError):
     """Raised when client and server do not share the same secret."""
@@ -55,3 +71,17 @@ class LeekUnavailable(LeekRejected):
 
 class LeekVersionError(LeekRejected):
     """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""
+
+
+def raise_error(event: Error, where: str) -> None:
+    """Raise the exception for an error frame from leekd at ``where``."""
+    from .events import ErrorCode
+
+    code = event.code
+    if code == ErrorCode.AUTH:
+        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
+    if code == ErrorCode.VERSION:
+        raise LeekVersionError(event.message, "version")
+    if code == ErrorCode.UNAVAILABLE:
+        raise LeekUnavailable(event.message, "unavailable")
+    raise LeekRejected(event.message, code.name.lower())
