@@ -192,10 +192,13 @@ def test_the_wal_stays_near_its_limit_under_steady_pushes(leekd_proc):
     finally:
         stop.set()
         watcher.join()
-    # then the log was truncated again and again and never grew far past its limit (a tick
-    # of 0.1 s is several MiB of log at this rate; unchecked it passes 100 MiB).
+    # then the log was truncated again and again (unchecked it only grows, about 20 KiB a
+    # push), and never grew far past its limit: a tick of 0.1 s is several MiB of log at this
+    # rate, more on a loaded machine.
+    truncated = sum(1 for a, b in zip(sizes, sizes[1:], strict=False) if b < a)
     assert pushed > 2000
-    assert max(sizes) < 16 * limit, f"WAL reached {max(sizes)} bytes after {pushed} pushes"
+    assert truncated >= 3, f"WAL truncated {truncated} times in {pushed} pushes"
+    assert max(sizes) < 32 * limit, f"WAL reached {max(sizes)} bytes after {pushed} pushes"
     assert rows(p.db, "SELECT count(*) FROM leekd_queuedtask")[0][0] == pushed
 
 
