@@ -13,7 +13,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import cloudpickle
@@ -25,12 +25,13 @@ from .errors import (
     LeekError,
     LeekProtocolError,
     LeekTimeout,
+    LeekUnavailable,
     raise_error,
 )
+from .hosts import Hosts, resolve_hosts
 from .protocol import (
     CLOSED,
     DEFAULT_MAX_FRAME,
-    MAX_TASKS_PER_PUSH,
     NEED_DATA,
     Connection,
     Error,
@@ -45,7 +46,7 @@ from .protocol import (
     TaskRecord,
     Welcome,
 )
-from .records import OPTIONS, make_record
+from .records import OPTIONS, batches, make_record
 from .transport import client_tls_context, open_socket, stale
 from .version import __version__
 
@@ -69,6 +70,7 @@ class Client:
 
     ``unix`` connects to a Unix-domain socket instead of TCP; ``tls=True`` wraps TCP in TLS,
     checking leekd's certificate against ``tls_ca`` (or the system's CAs) and the host name.
+    ``hosts`` (or ``LEEK_HOSTS``) lists several nodes to fail over between (hosts.py).
     """
 
     def __init__(
@@ -83,8 +85,13 @@ class Client:
         unix: str | None = None,
         tls: bool | None = None,
         tls_ca: str | None = None,
+        hosts: Sequence[str] | str | None = None,
     ) -> None:
         self.host, self.port = resolve_address(host, port)
+        found = resolve_hosts(hosts) if hosts or (host is None and port is None) else None
+        self.hosts = Hosts(found) if found else None
+        if self.hosts is not None:
+            self.host, self.port = self.hosts.current
         self.transport = resolve_transport(
             unix, tls, tls_ca, tcp_given=host is not None or port is not None
         )
@@ -127,10 +134,7 @@ class Client:
         return self.push_records([record])[0]
 
     def push_many(self, calls: Iterable[Any], **options: Any) -> list[int]:
-        """Queue many calls in as few round trips as possible.
-
-        Each call is ``fn``, ``(fn, args)`` or ``(fn, args, kwargs)``; ``options`` apply to all.
-        """
+        """Queue calls (``fn``, ``(fn, args)``, ``(fn, args, kwargs)``) in few round trips."""
         records = []
         for call in calls:
             if callable(call):
@@ -143,18 +147,7 @@ class Client:
     def push_records(self, records: list[TaskRecord]) -> list[int]:
         if not records:
             return []
-        frames: list[Push] = []
-        batch: list[TaskRecord] = []
-        size = 0
-        limit = min(_FRAME_BUDGET, self.max_frame // 2)
-        for r in records:
-            need = len(r.payload) + len(r.name) + len(r.preview) + 64
-            if batch and (size + need > limit or len(batch) >= MAX_TASKS_PER_PUSH):
-                frames.append(Push(tuple(batch)))
-                batch, size = [], 0
-            batch.append(r)
-            size += need
-        frames.append(Push(tuple(batch)))
+        frames = [Push(b) for b in batches(records, min(_FRAME_BUDGET, self.max_frame // 2))]
         ids: list[int] = []
         try:
             replies = self._roundtrip(frames)
@@ -225,30 +218,42 @@ class Client:
         """Send ``events`` and read their answers, all within ``timeout`` (LeekTimeout)."""
         with self._lock:
             self._deadline = time.monotonic() + self.timeout
-            if self._forks != _forks:
-                self._sock, self._conn = None, None  # the parent's socket: leave it alone
-                self._forks = _forks
-            if self._sock is not None and stale(self._sock):
-                self._drop()
-            fresh = self._sock is None
-            while True:
-                if self._sock is None:
-                    self._open()
+            for _ in range(len(self.hosts.addresses) - 1 if self.hosts else 0):
                 try:
-                    return self._exchange(events)
+                    return self._roundtrip_here(events)
                 except LeekTimeout:
-                    self._drop()  # an answer may still come on it: never read as another's
-                    raise
-                except (OSError, LeekConnectionError) as exc:
+                    raise  # no time left for another host
+                except (LeekConnectionError, LeekUnavailable):  # the same records go on
                     self._drop()
-                    if fresh or time.monotonic() >= self._deadline:
-                        raise LeekConnectionError(
-                            f"lost the connection to leekd at {self.address}: {exc}"
-                        ) from exc
-                # A connection that looked alive failed (leekd restarted, say): one fresh
-                # attempt in the time left. A push sent again carries the same keys: leekd
-                # records each record at most once.
-                fresh = True
+                    assert self.hosts is not None
+                    self.host, self.port = self.hosts.advance()
+            return self._roundtrip_here(events)
+
+    def _roundtrip_here(self, events: list[Any]) -> list[Any]:
+        if self._forks != _forks:
+            self._sock, self._conn = None, None  # the parent's socket: leave it alone
+            self._forks = _forks
+        if self._sock is not None and stale(self._sock):
+            self._drop()
+        fresh = self._sock is None
+        while True:
+            if self._sock is None:
+                self._open()
+            try:
+                return self._exchange(events)
+            except LeekTimeout:
+                self._drop()  # an answer may still come on it: never read as another's
+                raise
+            except (OSError, LeekConnectionError) as exc:
+                self._drop()
+                if fresh or time.monotonic() >= self._deadline:
+                    raise LeekConnectionError(
+                        f"lost the connection to leekd at {self.address}: {exc}"
+                    ) from exc
+            # A connection that looked alive failed (leekd restarted, say): one fresh attempt
+            # in the time left. A push sent again carries the same keys: leekd records each
+            # record at most once.
+            fresh = True
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None

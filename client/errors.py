@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .events import Error
+from typing import Any
 
 
 class LeekError(Exception):
@@ -73,8 +70,8 @@ class LeekVersionError(LeekRejected):
     """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""
 
 
-def raise_error(event: Error, where: str) -> None:
-    """Raise the exception for an error frame from leekd at ``where``."""
+def raise_error(event: Any, where: str) -> None:
+    """Raise the exception for leekd's error frame ``event`` (an ``events.Error``)."""
     from .events import ErrorCode
 
     code = event.code

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from leek import __version__
 from leek.protocol import TaskRecord
@@ -31,14 +31,18 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
+from .heap import trim_heap
 from .net.accept import fit_connections
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
 from .net.listen import Listener
 from .net.server import Server
-from .notify import sd_notify
+from .notify import announce_ready, sd_notify
 from .store.commit import OUTCOME_DELAY, Store
+
+if TYPE_CHECKING:
+    from .cluster.member import Member
 
 log = logging.getLogger("leekd.server")
 
@@ -74,6 +78,7 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.member: Member | None = None  # on PostgreSQL: this node among the others
         self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
         self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
@@ -136,7 +141,13 @@ class Leekd:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
+            **({"cluster": self.member.stats()} if self.member else {}),
         }
+
+    def nodes_job(self) -> Callable[[], dict[str, Any]]:
+        from .node import nodes_job
+
+        return nodes_job(self.member)
 
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         from .store.queries import task_status  # needs Django's app registry, ready by now
@@ -201,20 +212,20 @@ class Leekd:
         """Put every task with no outcome back on the queue; returns how many."""
         from .store.recovery import count_deaths, recover
 
-        suspects: list[int] = []
-        if self.slots is not None:
-            dead, suspects = self.slots.read_dead(), self.slots.read_suspects()
-            if dead or suspects:
-                self.poisoned, suspects = count_deaths(dead, suspects, self.config.max_deaths)
-            self.slots.clear()
-            self.slots.set_suspects(suspects)
-        self.recovered = recover(self.work.put_many, suspects)
+        def judge(dead: list[int], suspects: list[int]) -> list[int]:
+            self.poisoned, left = count_deaths(dead, suspects, self.config.max_deaths)
+            return left
+
+        suspects = self.slots.settle(judge) if self.slots is not None else []
+        if self.member is not None:
+            self.recovered = self.member.join_cluster()  # suspects run alone on one node only
+        else:
+            self.recovered = recover(self.work.put_many, suspects)
         return self.recovered
 
     def _new_worker(self) -> Worker:
         from .store.payloads import load_payload  # needs Django's app registry, ready by now
 
-        assert self.store is not None
         assert self._report is not None
         worker = Worker(
             self._next_slot, self.work, self._report, self.config, self.slots, load_payload
@@ -226,11 +237,18 @@ class Leekd:
         from django.conf import settings
         from django.db import connection
 
-        path = self.config.running_file or default_path(
+        path: Path | str = self.config.running_file or default_path(
             str(connection.settings_dict.get("NAME") or ""),
             embedded=getattr(settings, "LEEK_EMBEDDED", False),
         )
+        if self.member is not None and not self.config.running_file:  # one ledger per node
+            path = Path(path).with_name(f"leekd-{self.member.node.replace('/', '_')}.running")
         return RunningSlots(path)
+
+    def _join(self) -> None:
+        from .node import member_for  # on PostgreSQL, a node among others (cluster/)
+
+        self.member = member_for(self)
 
     def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
         """With --metrics-port: serve them, and wrap the two hand-overs they count."""
@@ -273,6 +291,7 @@ class Leekd:
         self.store = Store(committed, on_pushed, self.config.wal_limit)
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
+        self._join()
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
@@ -285,25 +304,17 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
+        if self.member is not None:
+            self.member.start()
         self.net.shared.max_connections = fit_connections(
             self.config.max_connections, len(self.workers)
         )
         await self.net.start(self.listener)
         self.port = self.listener.port
-        refusing = " (refusing pushes: the database does not take writes)" if problem else ""
-        log.info(
-            "leekd %s listening on %s (pid %d, %d workers, Python %s)%s",
-            __version__,
-            self.listener.where,
-            os.getpid(),
-            self.config.workers,
-            PYTHON,
-            refusing,
-        )
+        if self.member is not None:
+            self.member.address = self.listener.where  # the real port, for `leek-shell nodes`
+        announce_ready(self.listener.where, self.config.workers, PYTHON, refusing=bool(problem))
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
-        sd_notify(
-            f"READY=1\nSTATUS=listening on {self.listener.where}{refusing}\nMAINPID={os.getpid()}"
-        )
         from .store.purge import start_retention  # needs Django's app registry, ready by now
 
         retention = start_retention(self.config.retention, self.pool, lambda: self.draining)
@@ -365,6 +376,8 @@ class Leekd:
         flushed = await loop.run_in_executor(None, functools.partial(self.store.stop, 10.0))
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
+        if self.member is not None:  # after the last outcome: the others take the rest
+            await loop.run_in_executor(None, functools.partial(self.member.stop, 5.0))
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.metrics is not None:
             self.metrics.close()
@@ -382,17 +395,6 @@ class Leekd:
             self.work.waiting() + len(stragglers),
             self.uptime(),
         )
-
-
-def trim_heap() -> None:
-    """Return freed heap pages to the system (glibc only; elsewhere nothing to do)."""
-    import ctypes
-
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 __all__ = ["Leekd", "trim_heap"]

@@ -38,6 +38,8 @@ class Config:
     wal_limit: int = 64 * 1024 * 1024  # bytes of SQLite log before a truncating checkpoint
     payload_memory: int = 256 * 1024 * 1024  # bytes of waiting payloads held in memory
     settings: str | None = None  # Django settings module; None = embedded SQLite
+    node: str | None = None  # this node's name on a shared PostgreSQL; default host:port
+    lease: float = 30.0  # a node silent this long is dead and its tasks are taken over
     metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
     metrics_host: str = DEFAULT_HOST
 
@@ -52,6 +54,10 @@ class Config:
             )
         if self.grace < 0 or self.retry_delay < 0 or self.timeout < 0:
             raise LeekConfigError("grace, retry_delay and timeout must not be negative")
+        if not 0.5 <= self.lease <= 86400:
+            raise LeekConfigError(f"lease must be 0.5 s to a day, not {self.lease:g}")
+        if self.node is not None and not 0 < len(self.node) <= 100:
+            raise LeekConfigError("node names are 1 to 100 characters")
         if self.retention < 0:
             raise LeekConfigError("retention must not be negative (0 keeps records forever)")
         if self.wal_limit < 1024 * 1024:
@@ -100,6 +106,8 @@ _ENV = {
     "tls_key": "LEEK_TLS_KEY",
     "wal_limit": "LEEK_WAL_LIMIT",
     "payload_memory": "LEEK_PAYLOAD_MEMORY",
+    "node": "LEEK_NODE",
+    "lease": "LEEK_LEASE",
     "metrics_port": "LEEK_METRICS_PORT",
     "metrics_host": "LEEK_METRICS_HOST",
 }
@@ -144,9 +152,9 @@ def format_duration(seconds: float) -> str:
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
-    if name == "retention":
+    if name in ("retention", "lease"):
         try:
-            return parse_duration(value or 0)
+            return parse_duration(value or 0) if name == "retention" else parse_duration(value)
         except ValueError as exc:
             raise LeekConfigError(f"{source}: {exc}") from None
     kind = {f.name: f.type for f in fields(Config)}[name]

@@ -24,6 +24,7 @@ class Job:
     attempts: int = 0
     deaths: int = 0
     suspect: bool = False  # running beside others when leekd died: runs alone until cleared
+    lost: bool = False  # another node took it over: record nothing for it
 
 
 @dataclass(slots=True)

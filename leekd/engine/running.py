@@ -19,6 +19,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 _SLOT = struct.Struct("<Q")
@@ -51,6 +52,16 @@ class RunningSlots:
     def set_suspects(self, ids: list[int]) -> None:
         region = b"".join(_SLOT.pack(i) for i in ids[:MAX_SUSPECTS])
         self._map[_SUSPECTS:] = region + bytes(_SIZE - _SUSPECTS - len(region))
+
+    def settle(self, judge: Callable[[list[int], list[int]], list[int]]) -> list[int]:
+        """At start: hand the last crash to ``judge`` (dead, suspects -> suspects left), keep
+        what it returns as the suspects, and clear the slots for this run."""
+        dead, suspects = self.read_dead(), self.read_suspects()
+        if dead or suspects:
+            suspects = judge(dead, suspects)
+        self.clear()
+        self.set_suspects(suspects)
+        return suspects
 
     def clear(self) -> None:
         """Zero the running slots (the suspects stay until recovery rewrites them)."""

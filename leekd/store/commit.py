@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, connections
 from django.utils import timezone
 
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import INSERT_CHUNK, insert_tasks, write_outcomes
+from .rows import INSERT_CHUNK, Fence, insert_deduped, insert_tasks, write_outcomes
 from .sqlite import WAL_LIMIT, Checkpointer, database_file
 from .transaction import Transactions
 
@@ -59,7 +59,6 @@ class _PushOp:
     records: Sequence[TaskRecord]
     token: Any
     retry_of: Sequence[int | None] | None = None  # per record: the FailedTask it retries
-    known: set[int] | None = None  # records whose key was committed before: not queued again
 
 
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
@@ -96,6 +95,8 @@ class Store(Transactions):
         self.commits_on_loop = 0  # of those, made by the fast path
         self._utc_text = False  # datetimes go to the database as naive UTC text (SQLite)
         self.written = 0
+        self.fence: Fence | None = None  # several nodes: (node, epoch) owning what we write
+        self.on_fenced: Callable[[list[Outcome]], object] | None = None  # their tasks moved
 
     # ---- called from other threads
 
@@ -144,6 +145,12 @@ class Store(Transactions):
             self._checkpointer.stop_event.set()
             self._checkpointer.join(timeout)
         return not self._thread.is_alive()
+
+    def set_fence(self, fence: Fence | None) -> None:
+        """Own new rows and write outcomes as ``fence``; under the lock, so once this returns
+        no commit under the old fence is in flight (a query after it sees all it wrote)."""
+        with self._lock:
+            self.fence = fence
 
     @property
     def backlog(self) -> int:
@@ -262,7 +269,7 @@ class Store(Transactions):
         # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
         with self._lock:
             try:
-                ids = self._commit(pushes, outcomes)
+                ids, fresh = self._commit(pushes, outcomes)
             except DatabaseError as exc:
                 self._failed(exc, pushes, outcomes)
                 return False
@@ -270,7 +277,7 @@ class Store(Transactions):
         if not self.healthy:
             log.warning("database writable again; %d outcomes written", len(outcomes))
         self.healthy, self.last_error = True, ""
-        self._settle(pushes, ids, self.on_pushed, on_loop=False)
+        self._settle(pushes, ids, self.on_pushed, False, fresh)
         return True
 
     def commit_here(
@@ -308,7 +315,7 @@ class Store(Transactions):
                 if self._waits:
                     raw.execute("PRAGMA busy_timeout=0")
                     self._waits = False
-                ids = self._commit(ops, outcomes, raw)
+                ids, fresh = self._commit(ops, outcomes, raw)
             except (DatabaseError, sqlite3.Error):
                 self._outcomes.extendleft(reversed(outcomes))
                 self._hand_over(ops)  # locked, say: the writer waits and reports
@@ -316,7 +323,7 @@ class Store(Transactions):
             self.commits_on_loop += 1
         finally:
             self._lock.release()
-        self._settle(ops, ids, answer, on_loop=True)
+        self._settle(ops, ids, answer, True, fresh)
 
     def _hand_over(self, ops: list[_PushOp]) -> None:
         """Give the writer what the fast path could not commit: these pushes, or the outcomes."""
@@ -327,8 +334,9 @@ class Store(Transactions):
 
     def _commit(
         self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
-    ) -> list[list[int]]:
-        """One transaction with every push and outcome; the new ids per push. Hold ``_lock``."""
+    ) -> tuple[list[list[int]], list[bool] | None]:
+        """One transaction with every push and outcome; the ids per push and, after a record
+        sent again, which records were inserted. Hold ``_lock``."""
         records = [r for op in pushes for r in op.records]
         retry_of = None
         if any(op.retry_of for op in pushes):
@@ -336,23 +344,32 @@ class Store(Transactions):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
-        known: set[int] = set()
-        with self._transaction(raw, single) as (cur, ph):
-            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of, known)
-            write_outcomes(cur, ph, outcomes, self._adapt)
+        fence, now, fresh = self.fence, timezone.now(), None
+        try:
+            with self._transaction(raw, single) as (cur, ph):
+                flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
+                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        except IntegrityError:  # a record sent again: done again, the duplicate skipped
+            with self._transaction(raw, False) as (cur, ph):
+                flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
+                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        if lost and self.on_fenced is not None:
+            self.on_fenced(lost)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
         for op in pushes:
-            n = len(op.records)
-            ids.append(flat[k : k + n])
-            if known:
-                op.known = {j - k for j in known if k <= j < k + n}
-            k += n
-        return ids
+            ids.append(flat[k : k + len(op.records)])
+            k += len(op.records)
+        return ids, fresh
 
     def _settle(
-        self, pushes: list[_PushOp], ids: list[list[int]], answer: PushDone, on_loop: bool
+        self,
+        pushes: list[_PushOp],
+        ids: list[list[int]],
+        answer: PushDone,
+        on_loop: bool,
+        fresh: list[bool] | None = None,
     ) -> None:
         """After a commit: answer the pushes, queue their jobs, wake the workers.
 
@@ -369,29 +386,13 @@ class Store(Transactions):
         ]
         if on_loop and answers:
             answer(answers)
-        self.on_committed(
+        jobs = (
             Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout, r.priority, r.run_at)
             for op, op_ids in zip(pushes, ids, strict=True)
-            for n, (i, r) in enumerate(zip(op_ids, op.records, strict=True))
-            if not op.known or n not in op.known  # a push sent again runs once
+            for i, r in zip(op_ids, op.records, strict=True)
         )
+        if fresh is not None:  # a record sent again is queued already
+            jobs = (job for job, new in zip(jobs, fresh, strict=True) if new)
+        self.on_committed(jobs)
         if not on_loop and answers:
             answer(answers)
-
-    def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
-        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
-        log.error(
-            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
-            self.last_error,
-            sum(len(op.records) for op in pushes),
-            len(outcomes),
-        )
-        self._pending_outcomes = outcomes
-        self._fast = None
-        try:
-            self._db.close()  # reconnect on the next turn
-        except DatabaseError:
-            pass
-        if pushes:
-            err = DatabaseError(f"database unavailable: {self.last_error}")
-            self.on_pushed([(op.token, err) for op in pushes])

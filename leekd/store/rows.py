@@ -25,9 +25,10 @@ _TASK_COLUMNS = (
     "priority", "run_at", "key", "unique_key",
 )  # fmt: skip
 _INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
-# A record whose key is already committed (a push sent again) is skipped, not an error:
-# one commit holds many clients' pushes, and one duplicate must not fail the others.
-_SKIP_KNOWN = " ON CONFLICT DO NOTHING"
+# With several nodes each row also names its owner and epoch; alone, the defaults do.
+_OWNED_COLUMNS = (*_TASK_COLUMNS, "owner", "epoch")
+_INSERT_OWNED = f"INSERT INTO leekd_queuedtask ({', '.join(_OWNED_COLUMNS)}) VALUES "
+Fence = tuple[str, int]  # (node, epoch): who may write a task's outcome
 
 
 def insert_tasks(
@@ -37,15 +38,15 @@ def insert_tasks(
     now: datetime,
     adapt: Callable[[datetime], Any],
     retry_of: Sequence[int | None] | None,
-    known: set[int] | None = None,
+    owner: Fence | None = None,
 ) -> list[int]:
-    """Insert task rows; their ids, in order.
-
-    A record whose ``key`` is already in the table gets the id recorded for it, and its
-    index is added to ``known`` (its task is queued already: not again).
-    """
     when = adapt(now)
     ids: list[int] = []
+    head, width = (
+        (_INSERT_TASKS, len(_TASK_COLUMNS))
+        if owner is None
+        else (_INSERT_OWNED, len(_OWNED_COLUMNS))
+    )
     for start in range(0, len(records), INSERT_CHUNK):
         chunk = records[start : start + INSERT_CHUNK]
         params: list[Any] = []
@@ -56,66 +57,71 @@ def insert_tasks(
                 r.priority, adapt(datetime.fromtimestamp(r.run_at, UTC)) if r.run_at else None,
                 r.key or None, r.unique_key or None,
             )  # fmt: skip
-        values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
+            if owner is not None:
+                params += owner
+        values = head + _rows(width, len(chunk), ph)
         if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
-            cur.execute(values + _SKIP_KNOWN, params)
-            if cur.rowcount == 1:
-                ids.append(cur.lastrowid)
-            else:
-                ids += _known_ids(cur, ph, chunk, start, {}, known)
+            cur.execute(values, params)
+            ids.append(cur.lastrowid)
             continue
-        cur.execute(values + _SKIP_KNOWN + " RETURNING id, key", params)
-        got = cur.fetchall()
-        if len(got) == len(chunk) and not any(r.key for r in chunk):
-            ids += sorted(row_[0] for row_ in got)  # RETURNING promises no order
-            continue
-        ids += _known_ids(cur, ph, chunk, start, dict(got), known)
+        cur.execute(values + " RETURNING id", params)
+        # Sorted: ids are allocated in VALUES order, but RETURNING promises no order.
+        got = sorted(row_[0] for row_ in cur.fetchall())
+        if len(got) != len(chunk):
+            raise DatabaseError(f"inserted {len(chunk)} tasks but got {len(got)} ids")
+        ids += got
     return ids
 
 
-def _known_ids(
+def insert_deduped(
     cur: Any,
     ph: str,
-    chunk: Sequence[TaskRecord],
-    start: int,
-    got: dict[Any, int],
-    known: set[int] | None,
-) -> list[int]:
-    """Ids for a chunk whose INSERT returned ``got`` (id by key) and skipped some keys."""
-    fresh = {k: i for i, k in got.items() if k is not None}  # key -> new id
-    plain = iter(sorted(i for i, k in got.items() if k is None))  # in VALUES order
-    missing = [r.key for r in chunk if r.key and r.key not in fresh]
-    old: dict[str, int] = {}
-    if missing:
-        marks = ", ".join([ph] * len(missing))
-        cur.execute(f"SELECT key, id FROM leekd_queuedtask WHERE key IN ({marks})", missing)
-        old = dict(cur.fetchall())
+    records: Sequence[TaskRecord],
+    now: datetime,
+    adapt: Callable[[datetime], Any],
+    retry_of: Sequence[int | None] | None,
+    owner: Fence | None = None,
+) -> tuple[list[int], list[bool]]:
+    """``insert_tasks`` after a plain insert met a ``key`` already in the table.
+
+    A push whose answer was lost is sent again with the same keys, perhaps to another node;
+    such a record gets the id recorded first and inserts nothing, so the other pushes of
+    the commit go through. Returns the ids and, per record, whether it was inserted.
+    """
     ids: list[int] = []
-    for k, r in enumerate(chunk, start):
-        if not r.key:
-            ids.append(next(plain))
-        elif r.key in fresh:
-            ids.append(fresh.pop(r.key))  # the first record with this key inserted it
-            old[r.key] = ids[-1]
-        elif r.key in old:
-            ids.append(old[r.key])
-            if known is not None:
-                known.add(k)
-        else:
-            raise DatabaseError(f"task with key {r.key!r} neither inserted nor found")
-    return ids
+    fresh: list[bool] = []
+    for k, r in enumerate(records):
+        if r.key:
+            cur.execute(f"SELECT id FROM leekd_queuedtask WHERE key = {ph}", [r.key])
+            row = cur.fetchone()
+            if row is not None:
+                ids.append(row[0])
+                fresh.append(False)
+                continue
+        ids += insert_tasks(cur, ph, [r], now, adapt, [retry_of[k]] if retry_of else None, owner)
+        fresh.append(True)
+    return ids, fresh
 
 
 def write_outcomes(
-    cur: Any, ph: str, outcomes: list[Outcome], adapt: Callable[[datetime], Any]
-) -> None:
+    cur: Any,
+    ph: str,
+    outcomes: list[Outcome],
+    adapt: Callable[[datetime], Any],
+    fence: Fence | None = None,
+) -> list[Outcome]:
     """Outcome rows and task states; an outcome whose task row is gone is dropped.
 
     The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
     outcome would otherwise fail the foreign key, and with it every commit after.
+    With a ``fence`` only tasks this node still owns at its epoch are written; returns the
+    outcomes left out (their tasks were taken over by another node).
     """
     if not outcomes:
-        return
+        return []
+    lost: list[Outcome] = []
+    if fence is not None:
+        outcomes, lost = _fenced_states(cur, outcomes, fence)
     _insert_outcomes(
         cur,
         ph,
@@ -143,6 +149,8 @@ def write_outcomes(
             if not o.ok
         ],
     )
+    if fence is not None:
+        return lost  # the states are written already
     states = [
         (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
         for o in outcomes
@@ -153,7 +161,7 @@ def write_outcomes(
             f"WHERE id = {ph}",
             [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
         )
-        return
+        return lost
     for start in range(0, len(states), INSERT_CHUNK):
         chunk = states[start : start + INSERT_CHUNK]
         cur.execute(
@@ -162,6 +170,34 @@ def write_outcomes(
             "WHERE leekd_queuedtask.id = v.column1",
             [x for row in chunk for x in row],
         )
+    return lost
+
+
+def _fenced_states(
+    cur: Any, outcomes: list[Outcome], fence: Fence
+) -> tuple[list[Outcome], list[Outcome]]:
+    """Task states first, only where ``fence`` still owns the task (PostgreSQL).
+
+    The UPDATE locks each row it writes until the commit, so a takeover (which skips locked
+    rows and takes only unfinished ones) can no longer move it; the outcome rows follow for
+    the tasks it returned. Returns (written, lost).
+    """
+    mine: set[int] = set()
+    for start in range(0, len(outcomes), INSERT_CHUNK):
+        chunk = outcomes[start : start + INSERT_CHUNK]
+        params: list[Any] = []
+        for o in chunk:
+            params += (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
+        cur.execute(
+            "UPDATE leekd_queuedtask AS t SET state = v.s, attempts = v.a, deaths = v.d "
+            f"FROM (VALUES {_rows(4, len(chunk), '%s::bigint, %s, %s::int, %s::int')}) "
+            "AS v(i, s, a, d) WHERE t.id = v.i AND t.owner = %s AND t.epoch = %s "
+            "AND t.state = 'queued' RETURNING t.id",
+            [*params, *fence],
+        )
+        mine.update(row[0] for row in cur.fetchall())
+    written = [o for o in outcomes if o.job.id in mine]
+    return written, [o for o in outcomes if o.job.id not in mine]
 
 
 def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
@@ -197,5 +233,6 @@ _VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 @functools.lru_cache(maxsize=256)
 def _rows(width: int, count: int, ph: str = "?") -> str:
-    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
-    return ", ".join(["(" + ", ".join([ph] * width) + ")"] * count)
+    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders (or one row's text)."""
+    row = ph if "," in ph else ", ".join([ph] * width)
+    return ", ".join(["(" + row + ")"] * count)

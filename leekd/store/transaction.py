@@ -31,6 +31,27 @@ class Transactions:
     healthy: bool
     last_error: str
     lost: str
+    _pending_outcomes: list[Any]  # written when the database is back
+    on_pushed: Any  # answers pushes from the writer thread
+
+    def _failed(self, exc: Exception, pushes: list[Any], outcomes: list[Any]) -> None:
+        """A commit failed: refuse its pushes, keep its outcomes for later, reconnect."""
+        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+        log.error(
+            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
+            self.last_error,
+            sum(len(op.records) for op in pushes),
+            len(outcomes),
+        )
+        self._pending_outcomes = outcomes
+        self._fast = None
+        try:
+            self._db.close()  # reconnect on the next turn
+        except DatabaseError:
+            pass
+        if pushes:
+            err = DatabaseError(f"database unavailable: {self.last_error}")
+            self.on_pushed([(op.token, err) for op in pushes])
 
     def _file_lost(self, why: str) -> None:
         """The database file is gone or replaced: whatever commits now is lost at restart."""
