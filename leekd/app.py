@@ -133,7 +133,7 @@ class Leekd:
             "handled": self.work.handled(),
             "recovered": self.recovered,
             "poisoned": self.poisoned,
-            "payload_bytes": self.work.held,  # of waiting tasks, held in memory
+            "payload_bytes": self.work.payload_bytes,  # of waiting tasks, held in memory
             "connections": len(self.connections),
             "store": {
                 "healthy": self.store.healthy if self.store else True,

@@ -52,7 +52,7 @@ class TaskQueue:
 
     def __init__(self, payload_memory: int = 256 * 1024 * 1024) -> None:
         self.payload_memory = payload_memory
-        self.held = 0  # bytes of waiting payloads in memory
+        self.payload_bytes = 0  # bytes of waiting payloads in memory
         self._suspects: deque[Job] = deque()
         self._alone: Job | None = None  # the suspect running now, with nothing beside it
         self._ready: deque[Job] = deque()  # priority 0
@@ -76,10 +76,10 @@ class TaskQueue:
             for job in jobs:
                 n += 1
                 if job.payload is not None:
-                    if self.held + len(job.payload) > self.payload_memory:
+                    if self.payload_bytes + len(job.payload) > self.payload_memory:
                         job.payload = None  # committed: the worker reads it back
                     else:
-                        self.held += len(job.payload)
+                        self.payload_bytes += len(job.payload)
                 if job.suspect:
                     self._suspects.append(job)
                     self.stats.waiting[job.queue] += 1
@@ -186,7 +186,7 @@ class TaskQueue:
         self.stats.running[job.queue] += 1
         self._running[job.id] = job
         if job.payload is not None and not job.attempts:  # retries were never counted
-            self.held -= len(job.payload)
+            self.payload_bytes -= len(job.payload)
         return job
 
     def _finished(self, job: Job) -> None:
