@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leek import __version__
 from leek.protocol import TaskRecord
 
+from .answers import Answers
+from .app_flow import Flow
 from .conf import Config
 from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
@@ -47,11 +47,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("leekd.server")
 
 
-class Leekd:
+class Leekd(Answers):
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
         self.work = TaskQueue(config.payload_memory)
+        self.flow = Flow(config, self.work)  # a bad schedule or job stops leekd here
         self.store: Store | None = None
         self.workers: list[Worker] = []
         self.net = Server(
@@ -89,90 +90,6 @@ class Leekd:
     @property
     def auth_log(self) -> AuthLog:
         return self.net.shared.auth_log
-
-    # ---- what a connection may ask (net/api.py)
-
-    def busy(self) -> int:
-        return sum(1 for w in self.workers if w.current is not None)
-
-    def waiting(self) -> int:
-        return self.work.waiting()
-
-    def handled(self) -> int:
-        return self.work.handled()
-
-    def is_running(self, task_id: int) -> bool:
-        return self.work.is_running(task_id)
-
-    def uptime(self) -> float:
-        return round(time.monotonic() - self.started, 3)
-
-    def ping_info(self) -> dict[str, Any]:
-        database = "ok" if self.store is None or self.store.healthy else self.store.last_error
-        status = "draining" if self.draining else "ok" if database == "ok" else "unavailable"
-        return {
-            "status": status,  # "unavailable": pushes are refused, ``database`` says why
-            "worker": "off" if self.draining else "on",
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime": self.uptime(),
-            "workers": len(self.workers),
-            "busy": self.busy(),
-            "waiting": self.work.waiting(),
-            "database": database or "failing",
-        }
-
-    def stats(self) -> dict[str, Any]:
-        busy = self.busy()
-        return {
-            "version": __version__,
-            "uptime": self.uptime(),
-            "queues": self.work.snapshot(),
-            "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
-            "waiting": self.work.waiting(),
-            "handled": self.work.handled(),
-            "recovered": self.recovered,
-            "poisoned": self.poisoned,
-            "payload_bytes": self.work.payload_bytes,  # of waiting tasks, held in memory
-            "connections": len(self.connections),
-            "store": {
-                "healthy": self.store.healthy if self.store else True,
-                "commits": self.store.commits if self.store else 0,
-                "commits_on_loop": self.store.commits_on_loop if self.store else 0,
-                "backlog": self.store.backlog if self.store else 0,
-            },
-            **({"cluster": self.member.stats()} if self.member else {}),
-        }
-
-    def nodes_job(self) -> Callable[[], dict[str, Any]]:
-        from .node import nodes_job
-
-        return nodes_job(self.member)
-
-    def task_status(self, task_id: int) -> dict[str, Any] | None:
-        from .store.queries import task_status  # needs Django's app registry, ready by now
-
-        return task_status(task_id)
-
-    def status_of_key(self, key: str) -> dict[str, Any] | None:
-        from .store.queries import status_of_key
-
-        return status_of_key(key)
-
-    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
-        from .store.queries import latest_failures
-
-        return latest_failures(limit)
-
-    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from .store.purge import purge_job
-
-        return purge_job(args)
-
-    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from .store.retry import retry_job
-
-        return retry_job(args, self.store)
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -228,7 +145,13 @@ class Leekd:
 
         assert self._report is not None
         worker = Worker(
-            self._next_slot, self.work, self._report, self.config, self.slots, load_payload
+            self._next_slot,
+            self.work,
+            self._report,
+            self.config,
+            self.slots,
+            load_payload,
+            self.flow.steps,
         )
         self._next_slot += 1
         return worker
@@ -289,6 +212,7 @@ class Leekd:
             self.listener.close()
             raise
         self.store = Store(committed, on_pushed, self.config.wal_limit)
+        self.flow.put_many = committed  # ticks and job steps are pushes too
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self._join()
@@ -309,6 +233,7 @@ class Leekd:
         self.net.shared.max_connections = fit_connections(
             self.config.max_connections, len(self.workers)
         )
+        await loop.run_in_executor(self.pool, self.flow.start)
         await self.net.start(self.listener)
         self.port = self.listener.port
         if self.member is not None:
@@ -351,6 +276,7 @@ class Leekd:
         if self.listener is not None:
             self.listener.close()  # and remove our Unix socket file
         self.draining = True
+        await asyncio.get_running_loop().run_in_executor(None, self.flow.stop)  # no more ticks
         await self.net.close()
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()

@@ -25,6 +25,16 @@ class Job:
     deaths: int = 0
     suspect: bool = False  # running beside others when leekd died: runs alone until cleared
     lost: bool = False  # another node took it over: record nothing for it
+    job_id: int = 0  # a step of this multi-step job; 0: a plain task
+    step: int = 0  # which step (0 is the first)
+
+
+@dataclass(slots=True)
+class StepDone:
+    """What a job's step left behind: saved in the commit that records its outcome."""
+
+    workspace: str  # the job's workspace after the step, as JSON
+    next_name: str | None  # the next step's dotted name; None: that was the last step
 
 
 @dataclass(slots=True)
@@ -37,3 +47,4 @@ class Outcome:
     exc_type: str = ""
     message: str = ""
     traceback: str = ""
+    step: StepDone | None = None  # set when a job's step succeeded

@@ -26,6 +26,7 @@ from ..job import Job, Outcome
 from .interrupt import cancel_pending, raise_in_thread
 from .queue import TaskQueue
 from .running import RunningSlots
+from .steps import JobSteps
 
 Report = Callable[[Outcome], object]  # hands an outcome to whoever records it
 Load = Callable[[int], bytes]  # reads a task's payload that waited in the database
@@ -90,6 +91,7 @@ class Worker(threading.Thread):
         config: Config,
         slots: RunningSlots | None = None,
         load: Load | None = None,
+        steps: JobSteps | None = None,
     ) -> None:
         super().__init__(name=f"leekd-worker-{index}", daemon=True)
         self.load = load
@@ -98,6 +100,7 @@ class Worker(threading.Thread):
         self.report = report
         self.config = config
         self.slots = slots
+        self.steps = steps  # how to run a multi-step job's step
         self.stop_event = threading.Event()
         self.current: Job | None = None
         self.started_at = 0.0
@@ -150,7 +153,7 @@ class Worker(threading.Thread):
     def _execute(self, job: Job, limit: float) -> None:
         t0 = time.perf_counter()
         payload = job.payload
-        if payload is None:
+        if payload is None and not job.job_id:
             try:
                 if self.load is None:
                     raise LookupError("its payload was left in the database and nothing reads it")
@@ -159,10 +162,16 @@ class Worker(threading.Thread):
                 self._fail(job, exc, t0, prefix="could not read the task from the database: ")
                 return
         try:
-            fn, args, kwargs = cloudpickle.loads(payload)
+            if job.job_id:
+                if self.steps is None:
+                    raise RuntimeError("this leekd runs no multi-step jobs")
+                fn, args, kwargs = self.steps.call(job)
+            else:
+                fn, args, kwargs = cloudpickle.loads(payload or b"")
         except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
             # Loading will not succeed on a retry either (module missing, bad pickle).
-            self._fail(job, exc, t0, prefix="could not load the task: ", retry=False)
+            # A step loads from the database, which may be busy: that one is tried again.
+            self._fail(job, exc, t0, prefix="could not load the task: ", retry=bool(job.job_id))
             return
         try:
             result = fn(*args, **kwargs)
@@ -171,11 +180,21 @@ class Worker(threading.Thread):
                 exc = TaskTimeout(f"task exceeded its time limit of {limit:g}s")
             self._fail(job, exc, t0)
             return
+        step = None
+        if job.job_id:
+            assert self.steps is not None
+            try:
+                step = self.steps.done(args[0])
+            except Exception as exc:  # a workspace that is not JSON fails the step
+                self._fail(job, exc, t0)
+                return
         duration = time.perf_counter() - t0
         if not self._claim() or self._lost(job):
             return
         self.work.done(job, ok=True)
-        self.report(Outcome(job, True, timezone.now(), duration, result=_pickled_result(result)))
+        self.report(
+            Outcome(job, True, timezone.now(), duration, result=_pickled_result(result), step=step)
+        )
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
 
     def _lost(self, job: Job) -> bool:

@@ -42,7 +42,9 @@ from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
 from .rows import INSERT_CHUNK, Fence, insert_deduped, insert_tasks, write_outcomes
-from .sqlite import WAL_LIMIT, Checkpointer, database_file
+from .sqlite import WAL_LIMIT, Checkpointer
+from .steps import kept as _kept
+from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -102,10 +104,7 @@ class Store(Transactions):
 
     def start(self) -> None:
         self._utc_text = connection.vendor == "sqlite" and connection.timezone is UTC
-        path = database_file(str(connection.settings_dict["NAME"]))
-        if connection.vendor == "sqlite" and path is not None:
-            self._checkpointer = Checkpointer(path, self.wal_limit, self._file_lost, self._lock)
-            self._checkpointer.start()
+        self._checkpointer = self._watch_wal()
         self._thread.start()
 
     def submit_push(
@@ -171,9 +170,8 @@ class Store(Transactions):
                 pass  # the first write reports it
         try:
             while True:
-                ops = self._collect(
-                    retry_wait if self._pending_outcomes or not self.healthy else None
-                )
+                idle = not self._pending_outcomes and self.healthy  # else: retry
+                ops = self._collect(None if idle else retry_wait)
                 ok = self._write(ops)
                 retry_wait = 0.05 if ok else min(retry_wait * 2, 2.0)
                 if self._stopping.is_set() and self._ops.empty() and not self._outcomes:
@@ -258,10 +256,8 @@ class Store(Transactions):
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
         outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
-        if self.lost:
+        if self._refuse_lost(pushes, self.on_pushed):
             self._pending_outcomes = outcomes
-            err = DatabaseError(f"database unavailable: {self.lost}")
-            self.on_pushed([(op.token, err) for op in pushes])
             return False
         if not pushes and not outcomes:
             return self.healthy or self._recheck()
@@ -345,16 +341,24 @@ class Store(Transactions):
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
         fence, now, fresh = self.fence, timezone.now(), None
+        steps = any(o.job.job_id for o in outcomes)
+        following: list[Job] = []
         try:
             with self._transaction(raw, single) as (cur, ph):
                 flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
         except IntegrityError:  # a record sent again: done again, the duplicate skipped
             with self._transaction(raw, False) as (cur, ph):
                 flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
+        if following:
+            self.on_committed(following)  # the next steps of jobs, committed with their outcomes
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         ids, k = [], 0
@@ -377,9 +381,7 @@ class Store(Transactions):
         are queued, so a client asking ``waiting`` right after its answer still sees them.
         From the writer thread the answers are only scheduled, so the jobs are queued first.
         """
-        if self.lost:  # committed into a file that is gone: say so, queue nothing
-            err = DatabaseError(f"database unavailable: {self.lost}")
-            answer([(op.token, err) for op in pushes])
+        if self._refuse_lost(pushes, answer):  # committed into a file that is gone
             return
         answers: list[tuple[Any, list[int] | Exception]] = [
             (op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)

@@ -18,7 +18,8 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from ..job import Job
-from ..models import FailedTask, QueuedTask
+from ..models import FailedTask, JobState, QueuedTask
+from ..models import Job as JobRow
 
 log = logging.getLogger("leekd.server")
 
@@ -57,16 +58,30 @@ def _recover(put_many: Callable[[Iterable[Job]], object], suspects: set[int]) ->
             "deaths",
             "priority",
             "run_at",
+            "job_id",
+            "step",
         )
         .iterator(chunk_size=RECOVER_CHUNK)
     )
     batch: list[Job] = []
-    for tid, name, queue, payload, retries, timeout, deaths, priority, run_at in rows:
+    for tid, name, queue, payload, retries, timeout, deaths, priority, run_at, job, step in rows:
         when = run_at.timestamp() if run_at is not None else 0.0
         data = None if payload is None else bytes(payload)
-        job = Job(tid, name, queue, data, retries, timeout, priority, when, deaths=deaths)
-        job.suspect = tid in suspects
-        batch.append(job)
+        task = Job(
+            tid,
+            name,
+            queue,
+            data,
+            retries,
+            timeout,
+            priority,
+            when,
+            deaths=deaths,
+            job_id=job or 0,
+            step=step or 0,
+        )  # fmt: skip
+        task.suspect = tid in suspects
+        batch.append(task)
         if len(batch) >= RECOVER_CHUNK:
             put_many(batch)
             n += len(batch)
@@ -130,6 +145,12 @@ def _count_deaths(ids: list[int], limit: int) -> int:
                 traceback="",
             )
             QueuedTask.objects.filter(pk=row.pk).update(state="failed")
+            if row.job_id is not None:  # a job's step: the job failed with it
+                JobRow.objects.filter(pk=row.job_id).update(
+                    state=JobState.FAILED,
+                    error=f"step {(row.step or 0) + 1} ({row.name}): {message}",
+                    updated_at=timezone.now(),
+                )
             poisoned += 1
             log.error("task %d %s: %s; recorded as failed", row.pk, row.name, message)
     return poisoned

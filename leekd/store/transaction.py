@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
+from .sqlite import Checkpointer, database_file
+
 log = logging.getLogger("leekd.store")
 
 
@@ -31,6 +33,7 @@ class Transactions:
     healthy: bool
     last_error: str
     lost: str
+    wal_limit: int
     _pending_outcomes: list[Any]  # written when the database is back
     on_pushed: Any  # answers pushes from the writer thread
 
@@ -52,6 +55,25 @@ class Transactions:
         if pushes:
             err = DatabaseError(f"database unavailable: {self.last_error}")
             self.on_pushed([(op.token, err) for op in pushes])
+
+    def _watch_wal(self) -> Checkpointer | None:
+        """On a SQLite file: the thread that checkpoints its log and watches the file."""
+        from django.db import connection
+
+        path = database_file(str(connection.settings_dict["NAME"]))
+        if connection.vendor != "sqlite" or path is None:
+            return None
+        checkpointer = Checkpointer(path, self.wal_limit, self._file_lost, self._lock)
+        checkpointer.start()
+        return checkpointer
+
+    def _refuse_lost(self, pushes: list[Any], answer: Any) -> bool:
+        """Once the database file is gone, every push is answered "not recorded"."""
+        if not self.lost:
+            return False
+        err = DatabaseError(f"database unavailable: {self.lost}")
+        answer([(op.token, err) for op in pushes])
+        return True
 
     def _file_lost(self, why: str) -> None:
         """The database file is gone or replaced: whatever commits now is lost at restart."""
