@@ -26,6 +26,7 @@ from leek.errors import (
 
 from ..conf import format_duration
 from .flow import cmd_job, cmd_schedule
+from .nodes import cmd_nodes
 from .options import duration, port_number, positive_int, positive_seconds, seconds
 from .top import cmd_top
 
@@ -192,32 +193,6 @@ def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
             v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)
         ]
         say(out, "  ".join(cells).rstrip())
-
-
-NODE_COLUMNS = ("address", "lease", "heartbeat", "waiting", "running", "unfinished")
-
-
-def cmd_nodes(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
-    info = client.request("nodes")
-    if args.json:
-        say(out, json.dumps(info, indent=2))
-        return
-    rows: list[tuple[str, ...]] = [("node", *NODE_COLUMNS)]
-    for n in info.get("nodes", []):
-        me = " *" if n.get("name") == info.get("me") else ""
-        rows.append(
-            (
-                f"{n.get('name')}{me}",
-                str(n.get("address", "")),
-                str(n.get("lease", "")),
-                f"{n.get('heartbeat_age', 0):.1f}s ago",
-                *(str(n.get(k, 0)) for k in ("waiting", "running", "unfinished")),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        say(out, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    say(out, f"lease {info.get('lease', 0):g}s; * answered this request")
 
 
 def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:

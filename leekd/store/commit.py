@@ -35,16 +35,14 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, connections
-from django.utils import timezone
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import INSERT_CHUNK, Fence, insert_deduped, insert_tasks, write_outcomes
+from .batch import write_batch
+from .rows import INSERT_CHUNK, Fence
 from .sqlite import WAL_LIMIT, Checkpointer
-from .steps import kept as _kept
-from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -340,21 +338,9 @@ class Store(Transactions):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
-        fence, now, fresh = self.fence, timezone.now(), None
-        steps = any(o.job.job_id for o in outcomes)
-        following: list[Job] = []
-        try:
-            with self._transaction(raw, single) as (cur, ph):
-                flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
-                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
-                if steps:
-                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
-        except IntegrityError:  # a record sent again: done again, the duplicate skipped
-            with self._transaction(raw, False) as (cur, ph):
-                flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
-                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
-                if steps:
-                    following = write_steps(cur, ph, _kept(outcomes, lost), now, self._adapt, fence)
+        flat, fresh, lost, following = write_batch(
+            self._transaction, raw, single, records, outcomes, retry_of, self._adapt, self.fence
+        )
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
         if following:

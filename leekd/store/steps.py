@@ -96,11 +96,3 @@ def write_steps(
             )
         )
     return queued
-
-
-def kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:
-    """The outcomes that were written: a step another node owns now moves no job on."""
-    if not lost:
-        return outcomes
-    gone = {id(o) for o in lost}
-    return [o for o in outcomes if id(o) not in gone]
