@@ -213,6 +213,8 @@ class Leekd(Answers):
             raise
         self.store = Store(committed, on_pushed, self.config.wal_limit)
         self.flow.put_many = committed  # ticks and job steps are pushes too
+        store = self.store
+        self.flow.owner = lambda: store.fence  # and owned by this node, as pushes are
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self._join()
