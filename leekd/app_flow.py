@@ -36,6 +36,7 @@ class Flow:
 
         self.work = work
         self.put_many: Callable[[Any], object] = work.put_many  # app.py's, counted in metrics
+        self.owner: Callable[[], tuple[str, int] | None] = lambda: None  # the store's fence
         import_task_modules(config.schedule)  # their @leek.periodic register themselves
         zone = getattr(settings, "TIME_ZONE", None) or "UTC"
         self.entries: list[Entry] = load_entries(config.schedule, REGISTRY, zone)
@@ -70,7 +71,9 @@ class Flow:
     ) -> tuple[datetime | None, bool]:
         from .store.ticks import claim
 
-        stored, won, job = claim(entry.name, old, new, entry.record() if run else None)
+        stored, won, job = claim(
+            entry.name, old, new, entry.record() if run else None, self.owner()
+        )
         if job is not None:
             self.put_many((job,))
         return stored, won
@@ -123,7 +126,7 @@ class Flow:
     def _create(self, name: str, first: str, workspace: dict[str, Any], queue: str) -> dict:
         from .store.jobs import create_job
 
-        task = create_job(name, first, workspace, queue)
+        task = create_job(name, first, workspace, queue, self.owner())
         self.put_many((task,))
         log.info("job %d %s created (step 1 is task %d)", task.job_id, name, task.id)
         return {"id": task.job_id, "task_id": task.id}
@@ -148,7 +151,7 @@ class Flow:
     def _resume(self, job_id: int) -> dict[str, Any]:
         from .store.jobs import resume_job
 
-        task = resume_job(job_id, self.steps.jobs)
+        task = resume_job(job_id, self.steps.jobs, self.owner())
         self.put_many((task,))
         log.info("job %d resumed at step %d (task %d)", job_id, task.step + 1, task.id)
         return {"id": job_id, "step": task.step, "task_id": task.id}

@@ -31,6 +31,11 @@ _INSERT_OWNED = f"INSERT INTO leekd_queuedtask ({', '.join(_OWNED_COLUMNS)}) VAL
 Fence = tuple[str, int]  # (node, epoch): who may write a task's outcome
 
 
+def owned(fence: Fence | None) -> dict[str, Any]:
+    """ORM fields that make a new task row this node's, as its pushes are (several nodes)."""
+    return {} if fence is None else {"owner": fence[0], "epoch": fence[1]}
+
+
 def insert_tasks(
     cur: Any,
     ph: str,
