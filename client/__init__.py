@@ -8,6 +8,7 @@ from .errors import (
     LeekError,
     LeekProtocolError,
     LeekRejected,
+    LeekTimeout,
     LeekUnavailable,
     LeekVersionError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LeekError",
     "LeekProtocolError",
     "LeekRejected",
+    "LeekTimeout",
     "LeekUnavailable",
     "LeekVersionError",
     "cancel",

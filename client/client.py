@@ -8,11 +8,11 @@ sharing its parent's socket.
 from __future__ import annotations
 
 import os
-import select
 import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -24,6 +24,7 @@ from .errors import (
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
+    LeekTimeout,
     LeekUnavailable,
     raise_error,
 )
@@ -31,7 +32,6 @@ from .hosts import Hosts, resolve_hosts
 from .protocol import (
     CLOSED,
     DEFAULT_MAX_FRAME,
-    MAX_TASKS_PER_PUSH,
     NEED_DATA,
     Connection,
     Error,
@@ -46,8 +46,8 @@ from .protocol import (
     TaskRecord,
     Welcome,
 )
-from .records import OPTIONS, make_record
-from .transport import client_tls_context, open_socket
+from .records import OPTIONS, batches, make_record
+from .transport import client_tls_context, open_socket, stale
 from .version import __version__
 
 _RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
@@ -99,6 +99,7 @@ class Client:
         self._secret_arg = secret
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self._deadline = 0.0  # of the request under way (monotonic)
         self.max_frame = max_frame
         self._lock = threading.RLock()
         self._sock: socket.socket | None = None
@@ -146,20 +147,13 @@ class Client:
     def push_records(self, records: list[TaskRecord]) -> list[int]:
         if not records:
             return []
-        frames: list[Push] = []
-        batch: list[TaskRecord] = []
-        size = 0
-        limit = min(_FRAME_BUDGET, self.max_frame // 2)
-        for r in records:
-            need = len(r.payload) + len(r.name) + len(r.preview) + 64
-            if batch and (size + need > limit or len(batch) >= MAX_TASKS_PER_PUSH):
-                frames.append(Push(tuple(batch)))
-                batch, size = [], 0
-            batch.append(r)
-            size += need
-        frames.append(Push(tuple(batch)))
+        frames = [Push(b) for b in batches(records, min(_FRAME_BUDGET, self.max_frame // 2))]
         ids: list[int] = []
-        for reply in self._roundtrip(frames):
+        try:
+            replies = self._roundtrip(frames)
+        except LeekTimeout as exc:
+            raise LeekTimeout.of_push(exc, [r.key for r in records if r.key]) from None
+        for reply in replies:
             if not isinstance(reply, Pushed):
                 raise LeekProtocolError(f"expected task ids, got {type(reply).__name__}")
             ids.extend(reply.ids)
@@ -174,7 +168,8 @@ class Client:
         return reply.data
 
     def ping(self) -> dict[str, Any]:
-        """leekd's health: status ("ok" or "draining"), version, uptime, workers."""
+        """leekd's health: status ("ok", "draining", or "unavailable": the database takes no
+        writes, ``database`` says why), version, uptime, workers."""
         return self.request("ping")
 
     def waiting(self) -> int:
@@ -198,6 +193,11 @@ class Client:
         is running or finished, and for an unknown id."""
         return self.request("cancel", id=int(task_id))
 
+    def status_of_key(self, key: str) -> dict[str, Any]:
+        """The task recorded for a push with this key (``LeekTimeout.keys``); LeekRejected
+        with code "not_found" if that push was never recorded."""
+        return self.request("status_of_key", key=str(key))
+
     def close(self) -> None:
         with self._lock:
             self._drop()
@@ -220,23 +220,15 @@ class Client:
         self._conn = None
         self._forks = _forks
 
-    def _stale(self) -> bool:
-        """True if the idle connection was closed by the server (say, it restarted)."""
-        assert self._sock is not None
-        try:
-            poller = select.poll()
-            poller.register(self._sock, select.POLLIN)
-            readable = poller.poll(0)
-        except (OSError, ValueError):
-            return True
-        # Readable while idle: either end of stream, or bytes nobody asked for. Both: reconnect.
-        return bool(readable)
-
     def _roundtrip(self, events: list[Any]) -> list[Any]:
+        """Send ``events`` and read their answers, all within ``timeout`` (LeekTimeout)."""
         with self._lock:
+            self._deadline = time.monotonic() + self.timeout
             for _ in range(len(self.hosts.addresses) - 1 if self.hosts else 0):
                 try:
                     return self._roundtrip_here(events)
+                except LeekTimeout:
+                    raise  # no time left for another host
                 except (LeekConnectionError, LeekUnavailable):  # the same records go on
                     self._drop()
                     assert self.hosts is not None
@@ -247,35 +239,42 @@ class Client:
         if self._forks != _forks:
             self._sock, self._conn = None, None  # the parent's socket: leave it alone
             self._forks = _forks
-        if self._sock is not None and self._stale():
+        if self._sock is not None and stale(self._sock):
             self._drop()
         fresh = self._sock is None
-        if fresh:
-            self._open()
-        try:
-            return self._exchange(events)
-        except (OSError, LeekConnectionError) as exc:
-            self._drop()
-            if fresh:
-                raise LeekConnectionError(
-                    f"lost the connection to leekd at {self.address}: {exc}"
-                ) from exc
-        # A connection that looked alive failed: one fresh attempt, with the same keys.
-        self._open()
-        try:
-            return self._exchange(events)
-        except (OSError, LeekConnectionError) as exc:
-            self._drop()
-            raise LeekConnectionError(
-                f"lost the connection to leekd at {self.address}: {exc}"
-            ) from exc
+        while True:
+            if self._sock is None:
+                self._open()
+            try:
+                return self._exchange(events)
+            except LeekTimeout:
+                self._drop()  # an answer may still come on it: never read as another's
+                raise
+            except (OSError, LeekConnectionError) as exc:
+                self._drop()
+                if fresh or time.monotonic() >= self._deadline:
+                    raise LeekConnectionError(
+                        f"lost the connection to leekd at {self.address}: {exc}"
+                    ) from exc
+            # A connection that looked alive failed (leekd restarted, say): one fresh attempt
+            # in the time left. A push sent again carries the same keys: leekd records each
+            # record at most once.
+            fresh = True
 
     def _exchange(self, events: list[Any]) -> list[Any]:
         assert self._sock is not None and self._conn is not None
-        if len(events) == 1:
-            self._sock.sendall(self._conn.send(events[0]))
-        else:
-            self._sock.sendall(b"".join([self._conn.send(e) for e in events]))
+        data = (
+            self._conn.send(events[0])
+            if len(events) == 1
+            else b"".join([self._conn.send(e) for e in events])
+        )
+        try:
+            self._sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise LeekTimeout(
+                f"leekd at {self.address} did not take our request within {self.timeout:g}s"
+            ) from None
         replies = []
         for _ in events:
             event = self._read_event()
@@ -304,9 +303,10 @@ class Client:
                 ) from None
             if event is NEED_DATA:
                 try:
+                    self._sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
                     data = self._sock.recv(_RECV)
                 except TimeoutError:
-                    raise LeekConnectionError(
+                    raise LeekTimeout(
                         f"leekd at {self.address} did not answer within {self.timeout:g}s"
                     ) from None
                 self._conn.receive_data(data)

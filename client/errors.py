@@ -17,6 +17,34 @@ class LeekConnectionError(LeekError):
     """Raised when leekd cannot be reached, or the connection broke mid-request."""
 
 
+class LeekTimeout(LeekConnectionError):
+    """Raised when leekd did not answer within the client's ``timeout``.
+
+    A push may have been recorded anyway (its answer is what did not come): ``keys`` holds
+    the key of each of its records; ``Client.status_of_key(key)`` tells whether it was.
+    Pushing the same records again (``push_records``) records each of them at most once.
+    """
+
+    def __init__(self, message: str, keys: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.keys = keys or []
+
+    @property
+    def key(self) -> str | None:
+        return self.keys[0] if self.keys else None
+
+    @classmethod
+    def of_push(cls, exc: LeekTimeout, keys: list[str]) -> LeekTimeout:
+        """The timeout of a push with these record keys, saying how to find out what became."""
+        shown = ", ".join(repr(k) for k in keys[:3]) + (", …" if len(keys) > 3 else "")
+        return cls(
+            f"{exc}; the push may have been recorded all the same: look it up with "
+            f"Client.status_of_key({shown}), or push the same records again with "
+            "push_records(), which records each key at most once",
+            keys,
+        )
+
+
 class LeekAuthError(LeekError):
     """Raised when client and server do not share the same secret."""
 

@@ -46,7 +46,7 @@ class ErrorCode(enum.IntEnum):
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
     {"ping", "waiting", "handled", "stats", "status", "drain", "purge", "retry_failed", "failures"}
-    | {"nodes", "cancel"}
+    | {"nodes", "cancel", "status_of_key"}
     | {"schedules", "create_job", "job", "resume_job"}
 )
 

@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 
 from .errors import LeekError
-from .events import MAX_PRIORITY, MAX_UNIQUE_KEY, MIN_PRIORITY, TaskRecord
+from .events import MAX_PRIORITY, MAX_TASKS_PER_PUSH, MAX_UNIQUE_KEY, MIN_PRIORITY, TaskRecord
 
 OPTIONS = frozenset(
     {"queue", "max_retries", "timeout", "priority", "delay", "eta", "unique_key"}
@@ -235,3 +235,19 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<leek task {callable_name(self)}>"
+
+
+def batches(records: list[TaskRecord], limit: int) -> list[tuple[TaskRecord, ...]]:
+    """``records`` in frames of about ``limit`` bytes and at most MAX_TASKS_PER_PUSH each."""
+    out: list[tuple[TaskRecord, ...]] = []
+    batch: list[TaskRecord] = []
+    size = 0
+    for r in records:
+        need = len(r.payload) + len(r.name) + len(r.preview) + 64
+        if batch and (size + need > limit or len(batch) >= MAX_TASKS_PER_PUSH):
+            out.append(tuple(batch))
+            batch, size = [], 0
+        batch.append(r)
+        size += need
+    out.append(tuple(batch))
+    return out

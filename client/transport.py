@@ -6,6 +6,7 @@ it, so a client needs the shared secret whatever the transport.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 
@@ -69,3 +70,15 @@ def open_socket(
             f"TLS handshake with leekd at {where} failed ({exc}); is leekd running with "
             "--tls-cert/--tls-key?"
         ) from None
+
+
+def stale(sock: socket.socket) -> bool:
+    """True if an idle connection was closed by the server (say, it restarted)."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        readable = poller.poll(0)
+    except (OSError, ValueError):
+        return True
+    # Readable while idle: either end of stream, or bytes nobody asked for. Both: reconnect.
+    return bool(readable)

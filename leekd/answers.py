@@ -53,24 +53,29 @@ class Answers:
     def is_running(self, task_id: int) -> bool:
         return self.engine.is_running(task_id)
 
+    def uptime(self) -> float:
+        return round(time.monotonic() - self.started, 3)  # unmoved by wall-clock changes
+
     def ping_info(self) -> dict[str, Any]:
+        database = "ok" if self.store is None or self.store.healthy else self.store.last_error
+        status = "draining" if self.draining else "ok" if database == "ok" else "unavailable"
         return {
-            "status": "draining" if self.draining else "ok",
+            "status": status,  # "unavailable": pushes are refused, ``database`` says why
             "worker": "off" if self.draining else "on",
             "version": __version__,
             "pid": os.getpid(),
-            "uptime": round(time.time() - self.started, 3),
+            "uptime": self.uptime(),
             "workers": len(self.workers),
             "busy": self.busy(),
             "waiting": self.engine.waiting(),
-            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
+            "database": database or "failing",
         }
 
     def stats(self) -> dict[str, Any]:
         busy = self.busy()
         return {
             "version": __version__,
-            "uptime": round(time.time() - self.started, 3),
+            "uptime": self.uptime(),
             "queues": self.engine.snapshot(),
             "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
             "pools": self.engine.pool_stats(),
@@ -79,6 +84,7 @@ class Answers:
             "handled": self.engine.handled(),
             "recovered": self.recovered,
             "poisoned": self.poisoned,
+            "payload_bytes": self.engine.payload_bytes(),  # of waiting tasks, held in memory
             "connections": len(self.connections),
             "store": {
                 "healthy": self.store.healthy if self.store else True,
@@ -98,6 +104,11 @@ class Answers:
         from .store.queries import task_status  # needs Django's app registry, ready by now
 
         return task_status(task_id)
+
+    def status_of_key(self, key: str) -> dict[str, Any] | None:
+        from .store.queries import status_of_key
+
+        return status_of_key(key)
 
     def latest_failures(self, limit: int) -> list[dict[str, Any]]:
         from .store.queries import latest_failures

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leek import __version__
 from leek.protocol import TaskRecord
 
 from .answers import Answers
@@ -35,12 +33,13 @@ from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
 from .memory import trim_heap
+from .net.accept import fit_connections
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
 from .net.listen import Listener
 from .net.server import Server
-from .notify import sd_notify
+from .notify import announce_ready, sd_notify
 from .store.collect import OUTCOME_DELAY
 from .store.commit import Store
 
@@ -54,7 +53,9 @@ class Leekd(Answers):
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
-        self.engine = Pools(config.pools, shared=config.queues is None)
+        self.engine = Pools(
+            config.pools, shared=config.queues is None, memory=config.payload_memory
+        )
         self.served_queues = self.engine.served
         self.flow = Flow(config, self.engine)  # a bad schedule or job stops leekd here
         self.store: Store | None = None
@@ -70,7 +71,7 @@ class Leekd(Answers):
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leekd-query")
         self.draining = False
         self.force = False
-        self.started = time.time()
+        self.started = time.monotonic()  # uptime survives a change of the wall clock
         self.port: int | None = None
         self.recovered = 0
         self.poisoned = 0
@@ -132,21 +133,25 @@ class Leekd(Answers):
         """Put every task with no outcome back on the queue; returns how many."""
         from .store.recovery import count_deaths, recover
 
-        if self.slots is not None:
-            dead = self.slots.read_dead()
-            if dead:
-                self.poisoned = count_deaths(dead, self.config.max_deaths)
-            self.slots.clear()
+        def judge(dead: list[int], suspects: list[int]) -> list[int]:
+            self.poisoned, left = count_deaths(dead, suspects, self.config.max_deaths)
+            return left
+
+        suspects = self.slots.settle(judge) if self.slots is not None else []
         if self.member is not None:
-            self.recovered = self.member.join_cluster()
+            self.recovered = self.member.join_cluster()  # suspects run alone on one node only
         else:
-            self.recovered = recover(self.engine.put_many)
+            self.recovered = recover(self.engine.put_many, suspects)
         return self.recovered
 
     def _new_worker(self, work: TaskQueue, pool: str) -> Worker:
+        from .store.payloads import load_payload  # needs Django's app registry, ready by now
+
         assert self.store is not None and self._report is not None
         steps = self.flow.steps
-        worker = Worker(self._next_slot, work, self._report, self.config, self.slots, steps, pool)
+        worker = Worker(
+            self._next_slot, work, self._report, self.config, self.slots, load_payload, steps, pool
+        )
         self._next_slot += 1
         return worker
 
@@ -206,7 +211,7 @@ class Leekd(Answers):
         except BaseException:
             self.listener.close()
             raise
-        self.store = Store(committed, on_pushed)
+        self.store = Store(committed, on_pushed, self.config.wal_limit)
         self.flow.put_many = committed  # ticks and job steps are pushes too
         store = self.store
         self.flow.owner = lambda: store.fence  # and owned by this node, as pushes are
@@ -219,6 +224,7 @@ class Leekd(Answers):
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
+        problem = await loop.run_in_executor(self.pool, self.store.check_writable)
         self.engine.start(self._new_worker)
         self.watchdog = Watchdog(
             self.engine.workers, self.engine.replacement(self._new_worker), self.config.kill_after
@@ -226,21 +232,16 @@ class Leekd(Answers):
         self.watchdog.start()
         if self.member is not None:
             self.member.start()
+        self.net.shared.max_connections = fit_connections(
+            self.config.max_connections, len(self.workers)
+        )
         await loop.run_in_executor(self.pool, self.flow.start)
         await self.net.start(self.listener)
         self.port = self.listener.port
         if self.member is not None:
             self.member.address = self.listener.where  # the real port, for `leek-shell nodes`
-        log.info(
-            "leekd %s listening on %s (pid %d, %s, Python %s)",
-            __version__,
-            self.listener.where,
-            os.getpid(),
-            self.engine.describe(),
-            PYTHON,
-        )
+        announce_ready(self.listener.where, self.engine.describe(), PYTHON, refusing=bool(problem))
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
-        sd_notify(f"READY=1\nSTATUS=listening on {self.listener.where}\nMAINPID={os.getpid()}")
         from .store.purge import start_retention  # needs Django's app registry, ready by now
 
         retention = start_retention(self.config.retention, self.pool, lambda: self.draining)
@@ -318,7 +319,7 @@ class Leekd(Answers):
             ok,
             bad,
             self.engine.waiting() + len(stragglers),
-            time.time() - self.started,
+            self.uptime(),
         )
 
 

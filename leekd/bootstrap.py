@@ -112,11 +112,24 @@ def _migrations_recorded() -> bool:
         with connection.cursor() as cur:
             cur.execute("SELECT name FROM django_migrations WHERE app = %s", ["leekd"])
             recorded = {row[0] for row in cur.fetchall()}
-    except DatabaseError:
-        return False  # a new database: no django_migrations table yet
+    except DatabaseError as exc:
+        if _no_such_table(exc, connection):
+            return False  # a new database: no django_migrations table yet
+        # The tables may well exist: say what stopped us reading them (full disk, I/O error).
+        raise LeekConfigError(
+            f"cannot open leekd's database {connection.settings_dict.get('NAME')}: {exc}"
+        ) from None
     finally:
         connection.close()
     return shipped <= recorded
+
+
+def _no_such_table(exc: Exception, connection: Any) -> bool:
+    """True if ``exc`` says the table is missing (and nothing else went wrong)."""
+    text = str(exc).lower()
+    if connection.vendor == "sqlite":
+        return "no such table" in text
+    return "does not exist" in text or "doesn't exist" in text
 
 
 def configure_project(settings_module: str) -> None:

@@ -38,6 +38,8 @@ KNOWN = {
     "tls_key",
     "retention",
     "max_deaths",
+    "wal_limit",
+    "payload_memory",
     "schedule",
     "jobs",
 }

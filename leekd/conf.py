@@ -36,6 +36,8 @@ class Config:
     kill_after: float = 2.0  # seconds past a time limit before a stuck worker is retired
     running_file: str | None = None  # crash ledger; default beside the SQLite file
     retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
+    wal_limit: int = 64 * 1024 * 1024  # bytes of SQLite log before a truncating checkpoint
+    payload_memory: int = 256 * 1024 * 1024  # bytes of waiting payloads held in memory
     settings: str | None = None  # Django settings module; None = embedded SQLite
     node: str | None = None  # this node's name on a shared PostgreSQL; default host:port
     lease: float = 30.0  # a node silent this long is dead and its tasks are taken over
@@ -66,6 +68,12 @@ class Config:
             raise LeekConfigError("node names are 1 to 100 characters")
         if self.retention < 0:
             raise LeekConfigError("retention must not be negative (0 keeps records forever)")
+        if self.wal_limit < 1024 * 1024:
+            raise LeekConfigError(
+                f"wal_limit must be at least 1 MiB (1048576), not {self.wal_limit}"
+            )
+        if self.payload_memory < 0:
+            raise LeekConfigError("payload_memory must not be negative (0 keeps payloads on disk)")
         if self.max_frame < 1024:
             raise LeekConfigError("max_frame below 1024 bytes cannot carry a task")
         if self.max_connections < 1:
@@ -135,6 +143,8 @@ _ENV = {
     "unix": "LEEK_UNIX",
     "tls_cert": "LEEK_TLS_CERT",
     "tls_key": "LEEK_TLS_KEY",
+    "wal_limit": "LEEK_WAL_LIMIT",
+    "payload_memory": "LEEK_PAYLOAD_MEMORY",
     "node": "LEEK_NODE",
     "lease": "LEEK_LEASE",
     "metrics_port": "LEEK_METRICS_PORT",

@@ -11,18 +11,19 @@ from datetime import datetime
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """A committed task, held as bytes until a worker needs it."""
+    """A committed task, held as bytes until a worker needs it (None: left in the database)."""
 
     id: int
     name: str
     queue: str
-    payload: bytes
+    payload: bytes | None
     max_retries: int = 0  # 0: the server's default
     timeout: float = 0.0  # 0: the server's default
     priority: int = 0  # higher first
     run_at: float = 0.0  # Unix time it may run from; 0: now
     attempts: int = 0
     deaths: int = 0
+    suspect: bool = False  # running beside others when leekd died: runs alone until cleared
     lost: bool = False  # another node took it over: record nothing for it
     job_id: int = 0  # a step of this multi-step job; 0: a plain task
     step: int = 0  # which step (0 is the first)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+
+log = logging.getLogger("leekd.server")
 
 
 def sd_notify(state: str) -> bool:
@@ -20,3 +23,21 @@ def sd_notify(state: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def announce_ready(where: str, workers: str, python: str, refusing: bool = False) -> None:
+    """The start-up line with the real address, and READY=1 for systemd."""
+    from leek import __version__
+
+    note = " (refusing pushes: the database does not take writes)" if refusing else ""
+    pid = os.getpid()
+    log.info(
+        "leekd %s listening on %s (pid %d, %s, Python %s)%s",
+        __version__,
+        where,
+        pid,
+        workers,
+        python,
+        note,
+    )
+    sd_notify(f"READY=1\nSTATUS=listening on {where}{note}\nMAINPID={pid}")

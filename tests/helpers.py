@@ -48,8 +48,14 @@ class LeekdProcess:
     """``leekd run`` as a child process on an ephemeral port; the port is read from its log."""
 
     def __init__(
-        self, db: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+        self,
+        db: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        limits: dict[int, tuple[int, int]] | None = None,
     ) -> None:
+        self.limits = limits or {}  # resource limits for the child, e.g. RLIMIT_NOFILE
         self.db = db
         self.args = list(args)
         self.env = env or subprocess_env()
@@ -76,6 +82,7 @@ class LeekdProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=str(self.db.parent),
+                preexec_fn=self._set_limits if self.limits else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,6 +96,12 @@ class LeekdProcess:
             time.sleep(0.02)
         self.kill()
         raise AssertionError(f"leekd did not start in {timeout}s:\n{self.output()}")
+
+    def _set_limits(self) -> None:
+        import resource
+
+        for which, value in self.limits.items():
+            resource.setrlimit(which, value)
 
     def output(self) -> str:
         try:

@@ -81,6 +81,33 @@ def print_megabytes(mb):
     return mb
 
 
+def hold_files(count, seconds):
+    """Keep ``count`` descriptors open for ``seconds``, as a task leaking files would."""
+    files = []
+    try:
+        for _ in range(count):
+            try:
+                files.append(open(os.devnull, "rb"))  # noqa: SIM115 - held on purpose
+            except OSError:
+                break
+        time.sleep(seconds)
+        return len(files)
+    finally:
+        for f in files:
+            f.close()
+
+
+def wait_for_file(path, timeout=60.0):
+    """Hold a worker until ``path`` exists (bounded), so pushes after it wait in the queue."""
+    end = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def size_of(data):
+    return len(data)
+
+
 def stamp(directory, name):
     """Append ``name`` and the time it ran to one file: the order and time tasks ran in."""
     with open(Path(directory) / "stamps", "a") as f:

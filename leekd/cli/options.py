@@ -265,6 +265,9 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def prepare(args: argparse.Namespace) -> Any:
     """Set up Django, resolve config and secret, refuse unsafe setups; returns a Leekd."""
+    from ..net.accept import raise_open_file_limit
+
+    raise_open_file_limit()  # before anything opens a file: connections need room
     from .. import bootstrap
 
     mode = bootstrap.setup(args.settings, args.db or os.environ.get("LEEK_DB"))

@@ -112,11 +112,13 @@ def describe(exc: LeekError) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_ping(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+def cmd_ping(client: leek.Client, args: argparse.Namespace, out: TextIO) -> int:
+    """Exits 1 unless leekd can record pushes now (status "ok")."""
     info = client.ping()
+    code = EX_OK if info.get("status") == "ok" else EX_FAILURE
     if args.json:
         say(out, json.dumps(info, indent=2))
-        return
+        return code
     line = (
         f"{info['status']}: leekd {info.get('version', '?')} at {client.address} "
         f"(pid {info.get('pid', '?')}), up {format_duration(info.get('uptime', 0))}, "
@@ -126,6 +128,7 @@ def cmd_ping(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None
     if info.get("database", "ok") != "ok":
         line += f"; database: {info['database']}"
     say(out, line)
+    return code
 
 
 def cmd_waiting(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -332,13 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with connect(args) as client:
-            args.func(client, args, sys.stdout)
+            code = args.func(client, args, sys.stdout)
     except LeekError as exc:
         print(f"leek-shell: {describe(exc)}", file=sys.stderr)
         return EX_FAILURE
     except KeyboardInterrupt:
         return 130
-    return EX_OK
+    return code if isinstance(code, int) else EX_OK
 
 
 if __name__ == "__main__":

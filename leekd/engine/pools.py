@@ -24,10 +24,14 @@ MakeWorker = Callable[[TaskQueue, str], Worker]  # (its queue, its pool's name) 
 class Pools:
     """The served queues and their workers; ``served`` is None when every queue is served."""
 
-    def __init__(self, sizes: dict[str, int], shared: bool) -> None:
+    def __init__(
+        self, sizes: dict[str, int], shared: bool, memory: int = 256 * 1024 * 1024
+    ) -> None:
         self.sizes = dict(sizes)
         self.served: frozenset[str] | None = None if shared else frozenset(sizes)
-        self.queues = {name: TaskQueue() for name in self.sizes}
+        share = memory // len(self.sizes)  # the payload budget, split between the queues
+        self.queues = {name: TaskQueue(share) for name in self.sizes}
+        self.queues["default"].on_suspects_done = self._suspects_done
         self.workers: list[Worker] = []  # every pool's threads, for the watchdog
         self.unserved = 0  # recovered tasks of queues this leekd does not serve
         if shared:
@@ -39,12 +43,22 @@ class Pools:
         by_queue: dict[str, list[Job]] = {}
         lost: set[str] = set()
         n = skipped = 0
+        suspects = False
         for job in jobs:
-            if job.queue in queues:
+            if job.suspect:
+                # Suspects run one at a time with nothing beside them, in any pool: all of
+                # them in the default one, while the other pools wait.
+                by_queue.setdefault("default", []).append(job)
+                suspects = True
+            elif job.queue in queues:
                 by_queue.setdefault(job.queue, []).append(job)
             else:
                 skipped += 1
                 lost.add(job.queue)
+        if suspects:
+            for name, q in queues.items():
+                if name != "default":
+                    q.wait_for_suspects(True)
         for name, batch in by_queue.items():
             n += queues[name].put_many(batch)
         if skipped:
@@ -56,6 +70,15 @@ class Pools:
                 ", ".join(sorted(lost)),
             )
         return n + skipped
+
+    def _suspects_done(self) -> None:
+        """The default queue ran its last suspect: the other pools may start again."""
+        for name, q in self.queues.items():
+            if name != "default":
+                q.wait_for_suspects(False)
+
+    def payload_bytes(self) -> int:
+        return sum(q.payload_bytes for q in self.queues.values())
 
     def describe(self) -> str:
         """For the start-up line: "4 workers", or "queues default=4, mail=1"."""
@@ -143,9 +166,13 @@ class Pools:
         return out
 
     def snapshot(self) -> dict[str, dict[str, int]]:
+        """Counters per queue name, summed: a suspect counts in the queue it ran in."""
         merged: dict[str, dict[str, int]] = {}
         for q in self.queues.values():
-            merged.update(q.snapshot())
+            for name, counts in q.snapshot().items():
+                row = merged.setdefault(name, dict.fromkeys(counts, 0))
+                for k, v in counts.items():
+                    row[k] = row.get(k, 0) + v
         return dict(sorted(merged.items()))
 
     def close(self) -> None:

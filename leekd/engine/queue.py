@@ -6,6 +6,13 @@ tasks due later (a ``run_at``, or a retry's backoff) wait in a timer heap, which
 looks at when it takes the next job: nothing polls.
 
 Plain pushes (priority 0, due now) take a deque; only the others pay for a heap.
+
+Waiting payloads are held up to a budget of bytes; beyond it a job waits without its
+payload, which its worker reads back from the database.
+
+Suspects (tasks that were running beside others when leekd died, see running.py) wait in a
+deque of their own and go first, one at a time, each with no other task running: a worker
+takes one only once nothing runs, and takes nothing while it runs.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import itertools
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,7 +51,11 @@ class Observer(Protocol):
 class TaskQueue:
     """Ready jobs by priority plus a heap of timed ones; ``get`` blocks with a timeout."""
 
-    def __init__(self) -> None:
+    def __init__(self, payload_memory: int = 256 * 1024 * 1024) -> None:
+        self.payload_memory = payload_memory
+        self.payload_bytes = 0  # bytes of waiting payloads in memory
+        self._suspects: deque[Job] = deque()
+        self._alone: Job | None = None  # the suspect running now, with nothing beside it
         self._ready: deque[Job] = deque()  # priority 0
         self._ranked: list[tuple[int, int, Job]] = []  # (-priority, seq, job), the others
         self._timed: list[tuple[float, int, Job, bool]] = []  # (due, seq, job, scheduled)
@@ -55,6 +66,8 @@ class TaskQueue:
         self.stats = QueueStats()
         self.closed = False
         self.held = False  # no job handed out: this node may have lost its tasks
+        self.held_for_suspects = False  # another pool's suspects run alone first
+        self.on_suspects_done: Callable[[], object] | None = None
         self.observer: Observer | None = None  # None unless metrics are on: nothing to pay
 
     def put_many(self, jobs: Iterable[Job]) -> int:
@@ -65,6 +78,16 @@ class TaskQueue:
             now = 0.0
             for job in jobs:
                 n += 1
+                if job.payload is not None:
+                    if self.payload_bytes + len(job.payload) > self.payload_memory:
+                        job.payload = None  # committed: the worker reads it back
+                    else:
+                        self.payload_bytes += len(job.payload)
+                if job.suspect:
+                    self._suspects.append(job)
+                    self.stats.waiting[job.queue] += 1
+                    ready += 1
+                    continue
                 if job.run_at:
                     now = now or time.time()
                     if job.run_at > now:
@@ -97,8 +120,7 @@ class TaskQueue:
     def put_later(self, job: Job, delay: float) -> None:
         """Give a job back after a failed attempt, to run again after ``delay`` seconds."""
         with self._cond:
-            self._running.pop(job.id, None)
-            self.stats.running[job.queue] -= 1
+            self._finished(job)
             self.stats.retried[job.queue] += 1
             self._later(job, delay, scheduled=False)
             self._cond.notify()
@@ -135,19 +157,22 @@ class TaskQueue:
                 if self.closed:
                     return None
                 now = time.monotonic()
-                if self.held:
+                if self.held or self.held_for_suspects:
                     if deadline <= now:
                         return None
                     self._cond.wait(deadline - now)
                     continue
                 if self._timed and self._timed[0][0] <= now:
                     self._promote(now)
-                job = self._pop_ready()
-                if job is not None:
-                    self.stats.waiting[job.queue] -= 1
-                    self.stats.running[job.queue] += 1
-                    self._running[job.id] = job
+                if self._suspects and self._alone is None and not self._running:
+                    job = self._alone = self._suspects.popleft()
+                    self._take(job)
                     break
+                if self._alone is None and not self._suspects:
+                    ready = self._pop_ready()
+                    if ready is not None:
+                        job = self._take(ready)
+                        break
                 wait = deadline - now
                 if self._timed:
                     wait = min(wait, self._timed[0][0] - now)
@@ -158,17 +183,36 @@ class TaskQueue:
             self.observer.started(job)
         return job
 
+    def _take(self, job: Job) -> Job:
+        """``job`` starts running (hold the lock)."""
+        self.stats.waiting[job.queue] -= 1
+        self.stats.running[job.queue] += 1
+        self._running[job.id] = job
+        if job.payload is not None and not job.attempts:  # retries were never counted
+            self.payload_bytes -= len(job.payload)
+        return job
+
+    def _finished(self, job: Job) -> None:
+        """A job is no longer running (hold the lock); a suspect that got here is cleared."""
+        self._running.pop(job.id, None)
+        self.stats.running[job.queue] -= 1
+        alone = job is self._alone
+        if alone:
+            self._alone, job.suspect = None, False  # it finished: it did not kill leekd
+        if alone or (self._suspects and not self._running):
+            self._cond.notify_all()  # the others may go now, or the next suspect
+        if alone and not self._suspects and self.on_suspects_done is not None:
+            self.on_suspects_done()
+
     def done(self, job: Job, ok: bool) -> None:
         with self._cond:
-            self._running.pop(job.id, None)
-            self.stats.running[job.queue] -= 1
+            self._finished(job)
             (self.stats.succeeded if ok else self.stats.failed)[job.queue] += 1
 
     def release(self, job: Job) -> None:
         """A running job leekd will not finish (stopping): it stays queued in the database."""
         with self._cond:
-            self._running.pop(job.id, None)
-            self.stats.running[job.queue] -= 1
+            self._finished(job)
 
     def take(self, task_id: int) -> Job | None:
         """Remove a waiting job (due, scheduled, or between retries) so it never runs.
@@ -209,6 +253,12 @@ class TaskQueue:
         heap[i] = heap[-1]
         heap.pop()
         heapq.heapify(heap)
+
+    def wait_for_suspects(self, held: bool) -> None:
+        """Hand out nothing (or again) while another pool runs its suspects alone."""
+        with self._cond:
+            self.held_for_suspects = held
+            self._cond.notify_all()
 
     def hold(self, held: bool) -> None:
         """Stop (or resume) handing out jobs, keeping them."""
@@ -281,7 +331,13 @@ class TaskQueue:
     def waiting(self) -> int:
         """Tasks that are due (or retrying after a backoff); not the scheduled ones."""
         with self._cond:
-            return len(self._ready) + len(self._ranked) + len(self._timed) - self._scheduled
+            return (
+                len(self._ready)
+                + len(self._ranked)
+                + len(self._timed)
+                + len(self._suspects)
+                - self._scheduled
+            )
 
     def scheduled(self) -> int:
         """Tasks waiting for their ``run_at``."""

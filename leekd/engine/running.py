@@ -7,6 +7,11 @@ process crash leaves the page cache intact. At the next start, non-zero slots na
 that were running when leekd died. (A power loss may lose the slots; such a crash is rarely
 the task's fault.) The file is memory-mapped: a slot update is a store to shared memory,
 with no system call and no inode lock for the workers to contend on.
+
+When several tasks were running at a crash, the ledger cannot tell which one did it. Their
+ids go to a second region, the suspects, which outlives further crashes: the engine runs
+suspects one at a time with nothing beside them, so each either finishes or dies alone,
+and only a task that died alone is blamed.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 _SLOT = struct.Struct("<Q")
 MAX_SLOTS = 4096  # workers, including replacements for retired ones, over one run
-_SIZE = MAX_SLOTS * _SLOT.size
+MAX_SUSPECTS = 4096  # tasks running at a crash, not yet cleared
+_SUSPECTS = MAX_SLOTS * _SLOT.size  # where the suspects' region starts
+_SIZE = _SUSPECTS + MAX_SUSPECTS * _SLOT.size
 
 
 class RunningSlots:
@@ -35,10 +43,29 @@ class RunningSlots:
 
     def read_dead(self) -> list[int]:
         """Task ids left in the slots by the previous process (read before any worker starts)."""
-        return sorted({i for (i,) in _SLOT.iter_unpack(self._map) if i})
+        return sorted({i for (i,) in _SLOT.iter_unpack(self._map[:_SUSPECTS]) if i})
+
+    def read_suspects(self) -> list[int]:
+        """Tasks that were running beside others at an earlier crash, not yet cleared."""
+        return sorted({i for (i,) in _SLOT.iter_unpack(self._map[_SUSPECTS:]) if i})
+
+    def set_suspects(self, ids: list[int]) -> None:
+        region = b"".join(_SLOT.pack(i) for i in ids[:MAX_SUSPECTS])
+        self._map[_SUSPECTS:] = region + bytes(_SIZE - _SUSPECTS - len(region))
+
+    def settle(self, judge: Callable[[list[int], list[int]], list[int]]) -> list[int]:
+        """At start: hand the last crash to ``judge`` (dead, suspects -> suspects left), keep
+        what it returns as the suspects, and clear the slots for this run."""
+        dead, suspects = self.read_dead(), self.read_suspects()
+        if dead or suspects:
+            suspects = judge(dead, suspects)
+        self.clear()
+        self.set_suspects(suspects)
+        return suspects
 
     def clear(self) -> None:
-        self._map[:] = bytes(_SIZE)
+        """Zero the running slots (the suspects stay until recovery rewrites them)."""
+        self._map[:_SUSPECTS] = bytes(_SUSPECTS)
 
     def set(self, slot: int, task_id: int) -> None:
         if 0 <= slot < MAX_SLOTS:

@@ -29,6 +29,7 @@ from .running import RunningSlots
 from .steps import JobSteps
 
 Report = Callable[[Outcome], object]  # hands an outcome to whoever records it
+Load = Callable[[int], bytes]  # reads a task's payload that waited in the database
 
 log = logging.getLogger("leekd.worker")
 
@@ -89,11 +90,13 @@ class Worker(threading.Thread):
         report: Report,
         config: Config,
         slots: RunningSlots | None = None,
+        load: Load | None = None,
         steps: JobSteps | None = None,
         pool: str = "default",
     ) -> None:
         label = "" if pool == "default" else f"{pool[:20]}-"
         super().__init__(name=f"leekd-worker-{label}{index}", daemon=True)
+        self.load = load
         self.index = index
         self.pool = pool  # the queue whose tasks this thread runs (default: every one, shared)
         self.work = work
@@ -152,13 +155,22 @@ class Worker(threading.Thread):
 
     def _execute(self, job: Job, limit: float) -> None:
         t0 = time.perf_counter()
+        payload = job.payload
+        if payload is None and not job.job_id:
+            try:
+                if self.load is None:
+                    raise LookupError("its payload was left in the database and nothing reads it")
+                payload = job.payload = self.load(job.id)
+            except Exception as exc:  # the database is failing: retried, as a failure would be
+                self._fail(job, exc, t0, prefix="could not read the task from the database: ")
+                return
         try:
             if job.job_id:
                 if self.steps is None:
                     raise RuntimeError("this leekd runs no multi-step jobs")
                 fn, args, kwargs = self.steps.call(job)
             else:
-                fn, args, kwargs = cloudpickle.loads(job.payload)
+                fn, args, kwargs = cloudpickle.loads(payload or b"")
         except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
             # Loading will not succeed on a retry either (module missing, bad pickle).
             # A step loads from the database, which may be busy: that one is tried again.

@@ -38,6 +38,9 @@ class LeekdAPI(Protocol):
         """Cancel a task that has not started (blocking): ``{"cancelled": True, ...}``, or
         ``{"cancelled": False, "found": bool, "reason": str}``."""
 
+    def status_of_key(self, key: str) -> dict[str, Any] | None:
+        """The record pushed with this client-made key, or None (blocking)."""
+
     def latest_failures(self, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` failures, newest first (blocking)."""
 

@@ -87,6 +87,23 @@ class LeekConnection(Handlers, asyncio.Protocol):
             self._process()
         except ProtocolError as exc:
             self._protocol_error(exc)
+        except MemoryError:
+            self._out_of_memory()
+
+    def _out_of_memory(self) -> None:
+        """Reading a push took more memory than there is: say so, instead of a reset.
+
+        Its buffer goes with the connection, which closes here.
+        """
+        why = "leekd is out of memory: not recorded, push again later (or push smaller tasks)"
+        log.error("out of memory reading from %s; closing it", self.peer)
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                self.transport.write(self.conn.send(Error(ErrorCode.UNAVAILABLE, why)))
+            except Exception:
+                pass
+            self.transport.close()
+        self.closing = True
 
     def eof_received(self) -> bool | None:
         self.conn.receive_data(b"")

@@ -144,6 +144,22 @@ class Handlers:
 
         self._in_pool(lambda: self.api.cancel(task_id), wrap)
 
+    def handle_status_of_key(self, args: dict[str, Any]) -> None:
+        """The task a push with this key recorded: what a client asks after a timeout."""
+        key = args.get("key")
+        if not isinstance(key, str) or not 0 < len(key) <= 64:
+            self._answer(Slot(Error(ErrorCode.REJECTED, "status_of_key needs a key (1-64 chars)")))
+            return
+
+        def wrap(row: dict[str, Any] | None) -> Any:
+            if row is None:
+                return Error(ErrorCode.NOT_FOUND, f"no task was recorded with key {key!r}")
+            if row["state"] == "queued" and self.api.is_running(row["id"]):
+                row["state"] = "running"
+            return Reply(row)
+
+        self._in_pool(lambda: self.api.status_of_key(key), wrap)
+
     def handle_failures(self, args: dict[str, Any]) -> None:
         """The latest failures, newest first: ``limit`` of them (1 to 100, default 10)."""
         limit = args.get("limit", 10)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from leek.errors import LeekConfigError
 
 from ..conf import Config
+from .accept import Acceptor, tcp_sockets
 
 log = logging.getLogger("leekd.server")
 
@@ -86,7 +87,7 @@ class Listener:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.server: asyncio.Server | None = None
+        self.server: Acceptor | None = None
         self.port: int | None = None
         self._unix_sock: socket.socket | None = None
         self._unix_id: tuple[int, int] | None = None
@@ -106,23 +107,14 @@ class Listener:
         port = self.config.port if self.port is None else self.port
         return f"{self.config.host}:{port}" + (" with TLS" if self.tls else "")
 
-    async def start(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
+    async def start(self, factory: Callable[[], asyncio.Protocol]) -> Acceptor:
         if self._unix_sock is not None:
-            self.server = await loop.create_unix_server(
-                factory, sock=self._unix_sock, backlog=BACKLOG
-            )
+            self._unix_sock.listen(BACKLOG)
+            self.server = Acceptor([self._unix_sock], factory)
         else:
-            self.server = await loop.create_server(
-                factory,
-                self.config.host,
-                self.config.port,
-                backlog=BACKLOG,
-                ssl=self.tls,
-                ssl_handshake_timeout=self.config.handshake_timeout if self.tls else None,
-            )
-            sockets = self.server.sockets
-            self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+            socks = tcp_sockets(self.config.host, self.config.port, BACKLOG)
+            self.server = Acceptor(socks, factory, self.tls, self.config.handshake_timeout)
+            self.port = socks[0].getsockname()[1] if socks else self.config.port
         return self.server
 
     def close(self) -> None:

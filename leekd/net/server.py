@@ -13,6 +13,7 @@ import time
 
 from leek.protocol import State
 
+from .accept import Acceptor
 from .api import LeekdAPI
 from .connection import LeekConnection
 from .listen import Listener
@@ -38,7 +39,7 @@ class Server:
         self.shared = Shared(api, secret, max_frame, max_connections)
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
-        self._server: asyncio.Server | None = None
+        self._server: Acceptor | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -100,8 +101,3 @@ class Server:
                 c.transport.abort()
         for _ in range(3):
             await asyncio.sleep(0)
-        server = self._server
-        if server is not None and getattr(server, "_waiters", ()) is None:
-            # CPython 3.13.0: a transport accepted just before close() and finalised later
-            # calls Server._wakeup() a second time, which then iterates None.
-            server._waiters = []  # type: ignore[attr-defined]

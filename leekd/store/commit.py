@@ -41,7 +41,7 @@ from ..job import Job, Outcome
 from .batch import write_batch
 from .collect import _OUTCOMES, Collecting, _PushOp
 from .rows import INSERT_CHUNK, Fence
-from .sqlite import Checkpointer
+from .sqlite import WAL_LIMIT, Checkpointer
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -57,9 +57,13 @@ Committed = Callable[[Iterable[Job]], object]
 class Store(Transactions, Collecting):
     """Owns the writer thread; ``on_pushed`` is called once per commit with every answer."""
 
-    def __init__(self, on_committed: Committed, on_pushed: PushDone) -> None:
+    def __init__(
+        self, on_committed: Committed, on_pushed: PushDone, wal_limit: int = WAL_LIMIT
+    ) -> None:
         self.on_committed = on_committed  # the engine's: queue these jobs
         self.on_pushed = on_pushed
+        self.wal_limit = wal_limit
+        self.lost = ""  # why the database file is no longer the one opened: nothing commits
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_outcomes: list[Outcome] = []  # written when the database is back
         self._outcomes: deque[Outcome] = deque()  # from the workers, for the next commit
@@ -87,9 +91,7 @@ class Store(Transactions, Collecting):
 
     def start(self) -> None:
         self._utc_text = connection.vendor == "sqlite" and connection.timezone is UTC
-        if connection.vendor == "sqlite":
-            self._checkpointer = Checkpointer(str(connection.settings_dict["NAME"]))
-            self._checkpointer.start()
+        self._checkpointer = self._watch_wal()
         self._thread.start()
 
     def submit_push(
@@ -155,7 +157,8 @@ class Store(Transactions, Collecting):
                 pass  # the first write reports it
         try:
             while True:
-                ops = self._collect(retry_wait if self._pending_outcomes else None)
+                idle = not self._pending_outcomes and self.healthy  # else: retry
+                ops = self._collect(None if idle else retry_wait)
                 ok = self._write(ops)
                 retry_wait = 0.05 if ok else min(retry_wait * 2, 2.0)
                 if self._stopping.is_set() and self._ops.empty() and not self._outcomes:
@@ -177,8 +180,11 @@ class Store(Transactions, Collecting):
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
         outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
+        if self._refuse_lost(pushes, self.on_pushed):
+            self._pending_outcomes = outcomes
+            return False
         if not pushes and not outcomes:
-            return True
+            return self.healthy or self._recheck()
         # The writer keeps its one connection (no close_old_connections here: with
         # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
         with self._lock:
@@ -294,6 +300,8 @@ class Store(Transactions, Collecting):
         are queued, so a client asking ``waiting`` right after its answer still sees them.
         From the writer thread the answers are only scheduled, so the jobs are queued first.
         """
+        if self._refuse_lost(pushes, answer):  # committed into a file that is gone
+            return
         answers: list[tuple[Any, list[int] | Exception]] = [
             (op.token, op_ids) for op, op_ids in zip(pushes, ids, strict=True)
         ]
@@ -309,21 +317,3 @@ class Store(Transactions, Collecting):
         self.on_committed(jobs)
         if not on_loop and answers:
             answer(answers)
-
-    def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
-        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
-        log.error(
-            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
-            self.last_error,
-            sum(len(op.records) for op in pushes),
-            len(outcomes),
-        )
-        self._pending_outcomes = outcomes
-        self._fast = None
-        try:
-            self._db.close()  # reconnect on the next turn
-        except DatabaseError:
-            pass
-        if pushes:
-            err = DatabaseError(f"database unavailable: {self.last_error}")
-            self.on_pushed([(op.token, err) for op in pushes])

@@ -71,6 +71,15 @@ def _task_status(task_id: int) -> dict[str, Any] | None:
     return row
 
 
+def status_of_key(key: str) -> dict[str, Any] | None:
+    """The task recorded for a push with this client-made key (after a ``LeekTimeout``)."""
+    try:
+        task_id = QueuedTask.objects.filter(key=key).values_list("pk", flat=True).first()
+        return None if task_id is None else _task_status(task_id)
+    finally:
+        connection.close()
+
+
 MAX_FAILURES = 100  # rows one ``failures`` request may ask for
 MESSAGE_PREVIEW = 300  # characters of each message it carries
 

@@ -32,7 +32,7 @@ def test_sqlite_locked_refuses_pushes_and_keeps_outcomes(leekd_proc, tmp_path):
             c.push(tasks.noop)
         # and leekd keeps serving, saying what is wrong.
         info = c.ping()
-        assert info["status"] == "ok" and "locked" in info["database"]
+        assert info["status"] == "unavailable" and "locked" in info["database"]
     finally:
         lock.execute("ROLLBACK")
         lock.close()
@@ -96,12 +96,13 @@ def test_postgres_down_and_back(postgres, leekd_proc, tmp_path):
         wait_for(
             lambda: c.stats()["store"]["backlog"] >= 1, timeout=10, what="outcome kept in memory"
         )
-        assert c.ping()["status"] == "ok"
+        assert c.ping()["status"] == "unavailable"
     finally:
         postgres.start()
     # and once it is back, the outcome kept in memory is written and pushes work again.
     wait_for(lambda: c.stats()["store"]["backlog"] == 0, timeout=20)
     assert c.status(slow)["state"] == "succeeded"
+    wait_for(lambda: c.ping()["status"] == "ok", timeout=10, what="ping ok again")
     again = c.push(tasks.add, (2, 2))
     wait_for(lambda: c.status(again)["state"] == "succeeded")
     c.close()
