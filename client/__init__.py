@@ -1,13 +1,16 @@
 """leek: push tasks to leekd, durably, from Django or plain Python."""
 
-from .client import Client, get_client, push, push_many, push_task_to_queue
+from .client import Client, get_client, push, push_many, push_task_to_queue, result
 from .errors import (
     LeekAuthError,
+    LeekCancelled,
     LeekConfigError,
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
     LeekRejected,
+    LeekTaskFailed,
+    LeekTimeout,
     LeekUnavailable,
     LeekVersionError,
 )
@@ -17,16 +20,20 @@ from .version import __version__ as __version__
 __all__ = [
     "Client",
     "LeekAuthError",
+    "LeekCancelled",
     "LeekConfigError",
     "LeekConnectionError",
     "LeekError",
     "LeekProtocolError",
     "LeekRejected",
+    "LeekTaskFailed",
+    "LeekTimeout",
     "LeekUnavailable",
     "LeekVersionError",
     "get_client",
     "push",
     "push_many",
     "push_task_to_queue",
+    "result",
     "task",
 ]

@@ -38,3 +38,30 @@ class LeekUnavailable(LeekRejected):
 
 class LeekVersionError(LeekRejected):
     """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""
+
+
+class LeekTimeout(LeekError):
+    """Raised when a wait (for a result, say) ran out of time; the task may still finish."""
+
+
+class LeekTaskFailed(LeekError):
+    """Raised by ``result()`` when the task failed: ``exc_type``, ``message`` and
+    ``traceback`` are the remote exception's (its class path, text and formatted trace)."""
+
+    def __init__(self, task_id: int, exc_type: str, message: str, traceback: str) -> None:
+        super().__init__(
+            f"task {task_id} failed: {exc_type}: {message} "
+            "(the remote traceback is in .traceback, and in the admin)"
+        )
+        self.task_id = task_id
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback = traceback
+
+
+class LeekCancelled(LeekError):
+    """Raised by ``result()`` when the task was cancelled before it ran."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"task {task_id} was cancelled; it will not run")
+        self.task_id = task_id

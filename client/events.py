@@ -45,7 +45,17 @@ class ErrorCode(enum.IntEnum):
 
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
-    {"ping", "waiting", "handled", "stats", "status", "drain", "purge", "retry_failed"}
+    {
+        "ping",
+        "waiting",
+        "handled",
+        "stats",
+        "status",
+        "result",
+        "drain",
+        "purge",
+        "retry_failed",
+    }
 )
 
 

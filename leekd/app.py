@@ -31,10 +31,12 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
+from .job import Outcome, result_reply
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
 from .net.listen import Listener
+from .net.results import ResultWaiters
 from .net.server import Server
 from .notify import sd_notify
 from .store.commit import OUTCOME_DELAY, Store
@@ -73,6 +75,7 @@ class Leekd:
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.results = ResultWaiters()  # result requests waiting for an outcome
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -133,6 +136,29 @@ class Leekd:
         from .store.queries import task_status  # needs Django's app registry, ready by now
 
         return task_status(task_id)
+
+    def task_result(self, task_id: int) -> dict[str, Any]:
+        from .store.queries import task_result
+
+        return task_result(task_id)
+
+    def watch_result(
+        self, task_id: int, fn: Callable[[dict[str, Any]], None]
+    ) -> Callable[[], None]:
+        return self.results.watch(task_id, fn)
+
+    def _outcomes_committed(self, outcomes: list[Outcome]) -> None:
+        """From the committing thread: wake result waits (a dict check when nobody waits)."""
+        if not self.results or self._loop is None:
+            return
+        found = [
+            (o.job.id, result_reply(o.ok, o.result, o.exc_type, o.message, o.traceback))
+            for o in outcomes
+        ]
+        try:
+            self._loop.call_soon_threadsafe(self.results.wake, found)
+        except RuntimeError:
+            pass  # the loop has closed: nobody is waiting any more
 
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
@@ -219,6 +245,7 @@ class Leekd:
 
         self.store = Store(self.work.put_many, on_pushed)
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
+        self.store.on_outcomes = self._outcomes_committed
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)

@@ -5,8 +5,10 @@ Both sides use these and neither owns them, so they live here, below both.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(slots=True, eq=False)
@@ -33,3 +35,13 @@ class Outcome:
     exc_type: str = ""
     message: str = ""
     traceback: str = ""
+
+
+def result_reply(
+    ok: bool, result: bytes | None, exc_type: str = "", message: str = "", traceback: str = ""
+) -> dict[str, Any]:
+    """A finished task's result as it travels (JSON: the pickled value in base64)."""
+    if ok:
+        encoded = base64.b64encode(result).decode() if result is not None else None
+        return {"state": "succeeded", "result": encoded}
+    return {"state": "failed", "exc_type": exc_type, "message": message, "traceback": traceback}

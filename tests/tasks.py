@@ -79,3 +79,24 @@ def print_megabytes(mb):
     for _ in range(mb * 1024):
         print(chunk, end="")
     return mb
+
+
+def wait_for_file(path, timeout=30.0):
+    """Run until ``path`` exists (a test's signal to finish), bounded by ``timeout``."""
+    end = time.monotonic() + timeout
+    while not Path(path).exists():
+        if time.monotonic() > end:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.005)
+    return "released"
+
+
+async def async_add(a, b, delay=0.0):
+    import asyncio
+
+    await asyncio.sleep(delay)
+    return a + b
+
+
+async def async_fail(message="async boom"):
+    raise KeyError(message)

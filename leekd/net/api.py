@@ -33,6 +33,15 @@ class LeekdAPI(Protocol):
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         """The task's record, or None (blocking)."""
 
+    def task_result(self, task_id: int) -> dict[str, Any]:
+        """The task's result, ``pending``, ``purged`` or ``unknown`` (blocking)."""
+
+    def watch_result(
+        self, task_id: int, fn: Callable[[dict[str, Any]], None]
+    ) -> Callable[[], None]:
+        """On the loop: call ``fn`` with the result once the task's outcome is committed;
+        returns a function that cancels the watch."""
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""
 

@@ -76,6 +76,8 @@ class Store(Transactions):
         self._outcomes: deque[Outcome] = deque()  # from the workers, for the next commit
         self._signalled = False  # whoever commits outcomes has been told some are waiting
         self.outcomes_due: Callable[[], object] | None = None  # tells the loop (fast path)
+        # Told of outcomes just committed, from the committing thread (wakes result waits).
+        self.on_outcomes: Callable[[list[Outcome]], object] | None = None
         self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
         self._stopping = threading.Event()
         self._db: Any = None  # the writer thread's DatabaseWrapper
@@ -328,6 +330,8 @@ class Store(Transactions):
             write_outcomes(cur, ph, outcomes, self._adapt)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
+        if outcomes and self.on_outcomes is not None:
+            self.on_outcomes(outcomes)
         ids, k = [], 0
         for op in pushes:
             ids.append(flat[k : k + len(op.records)])

@@ -194,7 +194,7 @@ def test_wrong_secret_is_refused_and_nothing_is_unpickled(server, tmp_path):
 def test_by_value_payload_from_another_python_is_refused(server):
     # A client announcing another Python version: by-reference tasks pass, by-value ones do not.
     c = leek.Client(port=server.port, secret=SECRET)
-    import leek.client as lc
+    import leek.link as lc
 
     real = lc.client_info
     lc.client_info = lambda: {**real(), "python": "3.99"}
