@@ -16,7 +16,7 @@ from . import link, oncommit
 from .errors import LeekError, LeekProtocolError
 from .link import Link, too_large
 from .protocol import MAX_TASKS_PER_PUSH, Push, Pushed, Reply, Request, TaskRecord
-from .records import Task, make_record
+from .records import OPTIONS, Task, make_record
 from .results import task_id_of, wait_result
 
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
@@ -46,9 +46,13 @@ class Client(Link):
         transaction commits and this returns None: there is no id before the commit.
         """
         if options:
-            unknown = set(options) - {"queue", "max_retries", "timeout"}
+            unknown = set(options) - OPTIONS
             if unknown:
-                raise TypeError(f"unknown push options: {', '.join(sorted(unknown))}")
+                raise TypeError(
+                    f"unknown push options: {', '.join(sorted(unknown))} (a push takes "
+                    f"{', '.join(sorted(OPTIONS | {'on_commit'}))}; pass the task's own "
+                    "arguments in kwargs)"
+                )
         if on_commit is None and isinstance(fn, Task):
             on_commit = fn.options.get("on_commit")
         record = make_record(fn, tuple(args), kwargs, **options)
@@ -215,8 +219,9 @@ def push(
     kwargs: dict[str, Any] | None = None,
     **options: Any,
 ) -> int | None:
-    """Queue ``fn(*args, **kwargs)`` with options (``queue``, ``max_retries``, ``timeout``,
-    ``on_commit``)."""
+    """Queue ``fn(*args, **kwargs)`` with options: ``queue``, ``priority``, ``delay`` (seconds
+    or a timedelta) or ``eta`` (an aware datetime), ``unique_key``, ``max_retries``,
+    ``timeout``, ``on_commit``."""
     return get_client().push(fn, args, kwargs, **options)
 
 

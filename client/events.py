@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"LEEK"
 NONCE_SIZE = 16
 TAG_SIZE = 32
@@ -111,6 +111,15 @@ class TaskRecord:
     preview: str = ""
     max_retries: int = 0  # 0: the server's default
     timeout: float = 0.0  # 0: the server's default
+    priority: int = 0  # -100..100, higher first; FIFO among equals
+    run_at: float = 0.0  # not before this Unix time; 0: now
+    key: str = ""  # made by the client, one per record: a re-sent push is recorded once
+    unique_key: str = ""  # while a task with this key is unfinished, pushes return its id
+
+
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_KEY = 64
+MAX_UNIQUE_KEY = 255
 
 
 @dataclass(frozen=True, slots=True)

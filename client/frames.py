@@ -17,7 +17,11 @@ from typing import Any
 
 from .events import (
     MAGIC,
+    MAX_KEY,
+    MAX_PRIORITY,
     MAX_TASKS_PER_PUSH,
+    MAX_UNIQUE_KEY,
+    MIN_PRIORITY,
     REQUEST_OPS,
     ClientHello,
     Error,
@@ -37,9 +41,9 @@ from .events import (
 
 LENGTH = struct.Struct("!I")
 _SEQ = struct.Struct("!Q")
-_TASK_HEAD = struct.Struct(
-    "!HHHHdI"
-)  # queue, name, preview lengths; max_retries; timeout; payload length
+# queue, name, preview lengths; max_retries; timeout; payload length; priority; run_at;
+# key and unique key lengths
+_TASK_HEAD = struct.Struct("!HHHHdIbdBH")
 _ID = struct.Struct("!Q")
 _ERROR_HEAD = struct.Struct("!H")
 
@@ -62,13 +66,36 @@ def encode_tasks(tasks: Iterable[TaskRecord]) -> bytes:
     count = 0
     for t in tasks:
         q, n, p = t.queue.encode(), t.name.encode(), t.preview.encode()
-        if max(len(q), len(n), len(p)) > 0xFFFF or not 0 <= t.max_retries <= 0xFFFF:
-            raise LocalProtocolError("task name, queue or preview too long, or bad max_retries")
+        k, u = t.key.encode(), t.unique_key.encode()
+        if (
+            max(len(q), len(n), len(p)) > 0xFFFF
+            or not 0 <= t.max_retries <= 0xFFFF
+            or not MIN_PRIORITY <= t.priority <= MAX_PRIORITY
+            or len(k) > MAX_KEY
+            or len(u) > MAX_UNIQUE_KEY
+        ):
+            raise LocalProtocolError(
+                "task name, queue, preview, key or unique key too long, or bad max_retries "
+                "or priority"
+            )
         parts += (
-            _TASK_HEAD.pack(len(q), len(n), len(p), t.max_retries, t.timeout, len(t.payload)),
+            _TASK_HEAD.pack(
+                len(q),
+                len(n),
+                len(p),
+                t.max_retries,
+                t.timeout,
+                len(t.payload),
+                t.priority,
+                t.run_at,
+                len(k),
+                len(u),
+            ),  # fmt: skip
             q,
             n,
             p,
+            k,
+            u,
             t.payload,
         )
         count += 1
@@ -89,9 +116,11 @@ def decode_tasks(data: bytes) -> tuple[TaskRecord, ...]:
     pos, out = 4, []
     try:
         for _ in range(count):
-            lq, ln, lp, retries, timeout, lpay = _TASK_HEAD.unpack_from(view, pos)
+            lq, ln, lp, retries, timeout, lpay, prio, run_at, lk, lu = _TASK_HEAD.unpack_from(
+                view, pos
+            )
             pos += _TASK_HEAD.size
-            end = pos + lq + ln + lp + lpay
+            end = pos + lq + ln + lp + lk + lu + lpay
             if end > len(view):
                 raise ProtocolError("push: truncated task")
             q = bytes(view[pos : pos + lq]).decode()
@@ -100,13 +129,21 @@ def decode_tasks(data: bytes) -> tuple[TaskRecord, ...]:
             pos += ln
             p = bytes(view[pos : pos + lp]).decode()
             pos += lp
+            k = bytes(view[pos : pos + lk]).decode() if lk else ""
+            pos += lk
+            u = bytes(view[pos : pos + lu]).decode() if lu else ""
+            pos += lu
             payload = bytes(view[pos:end])
             pos = end
             if not (timeout >= 0.0 and timeout < 1e9):  # also refuses NaN
                 raise ProtocolError("push: bad timeout")
+            if not (run_at >= 0.0 and run_at < 1e11):
+                raise ProtocolError("push: bad run_at")
+            if not MIN_PRIORITY <= prio <= MAX_PRIORITY or lk > MAX_KEY or lu > MAX_UNIQUE_KEY:
+                raise ProtocolError("push: bad priority, key or unique key")
             if not q or not n:
                 raise ProtocolError("push: empty queue or task name")
-            out.append(TaskRecord(n, payload, q, p, retries, timeout))
+            out.append(TaskRecord(n, payload, q, p, retries, timeout, prio, run_at, k, u))
     except struct.error:
         raise ProtocolError("push: truncated task") from None
     except UnicodeDecodeError:

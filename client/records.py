@@ -7,16 +7,25 @@ closures travel by value (cloudpickle decides). Options never ride in the task's
 from __future__ import annotations
 
 import functools
+import itertools
+import os
 import pickle
 import reprlib
 import sys
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import cloudpickle
 
 from .errors import LeekError
-from .events import TaskRecord
+from .events import MAX_PRIORITY, MAX_UNIQUE_KEY, MIN_PRIORITY, TaskRecord
+
+OPTIONS = frozenset(
+    {"queue", "max_retries", "timeout", "priority", "delay", "eta", "unique_key"}
+)  # what a push takes besides the call; never the task's own kwargs
+MAX_DELAY = 10 * 366 * 86400.0  # ten years: anything later is a mistake
 
 MAX_QUEUE_NAME = 100
 _repr = reprlib.Repr()
@@ -59,6 +68,71 @@ def validate_options(queue: str | None, max_retries: int | None, timeout: float 
         raise LeekError(f"timeout is a positive number of seconds, not {timeout!r}")
 
 
+def validate_schedule(priority: int | None, unique_key: str | None) -> None:
+    if priority is not None and (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise LeekError(
+            f"priority is a whole number from {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs "
+            f"first), not {priority!r}"
+        )
+    if unique_key is not None and (
+        not isinstance(unique_key, str) or not 0 < len(unique_key.encode()) <= MAX_UNIQUE_KEY
+    ):
+        raise LeekError(
+            f"unique_key is a non-empty string of at most {MAX_UNIQUE_KEY} bytes, not {unique_key!r}"
+        )
+
+
+def run_at(delay: float | timedelta | None, eta: datetime | None) -> float:
+    """When a task may run, as a Unix time; 0.0 for now (no delay and no eta)."""
+    if delay is not None and eta is not None:
+        raise LeekError("give delay or eta, not both")
+    if eta is not None:
+        if not isinstance(eta, datetime):
+            raise LeekError(f"eta must be a datetime, not {type(eta).__name__}")
+        if eta.tzinfo is None or eta.utcoffset() is None:
+            raise LeekError(
+                f"eta {eta.isoformat()} has no time zone, so it could mean any hour: pass an "
+                "aware datetime (django.utils.timezone.now() + ..., or datetime.now(UTC) + ...)"
+            )
+        when = eta.timestamp()
+        return when if when > time.time() else 0.0
+    if delay is None:
+        return 0.0
+    if isinstance(delay, timedelta):
+        delay = delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+        raise LeekError(
+            f"delay is a number of seconds (or a timedelta) from 0 to 10 years, not {delay!r}"
+        )
+    return time.time() + delay if delay > 0 else 0.0
+
+
+class _Keys:
+    """Idempotency keys: a random prefix per process and a counter (no system call per key).
+
+    The prefix is drawn again in a forked child, so parent and child never share a key.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(12).hex()
+        self.counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+new_key = _Keys().new
+
+
 def make_record(
     fn: Callable[..., Any],
     args: tuple[Any, ...] = (),
@@ -67,10 +141,16 @@ def make_record(
     queue: str | None = None,
     max_retries: int | None = None,
     timeout: float | None = None,
+    priority: int | None = None,
+    delay: float | timedelta | None = None,
+    eta: datetime | None = None,
+    unique_key: str | None = None,
 ) -> TaskRecord:
     if not callable(fn):
         raise LeekError(f"a task must be callable, not {type(fn).__name__}")
     validate_options(queue, max_retries, timeout)
+    if priority is not None or unique_key is not None:
+        validate_schedule(priority, unique_key)
     kwargs = dict(kwargs or {})
     args = tuple(args)
     target = fn
@@ -78,6 +158,8 @@ def make_record(
         queue = queue or fn.options.get("queue")
         max_retries = max_retries or fn.options.get("max_retries")
         timeout = timeout or fn.options.get("timeout")
+        if priority is None:
+            priority = fn.options.get("priority")
         if fn.__module__ == "__main__" or not _is_module_attribute(fn):
             target = fn.__wrapped__  # the plain function: by reference or by value
     payload = _dumps(target, args, kwargs)
@@ -93,6 +175,10 @@ def make_record(
         preview=preview(args, kwargs),
         max_retries=max_retries or 0,
         timeout=float(timeout or 0.0),
+        priority=priority or 0,
+        run_at=run_at(delay, eta) if delay is not None or eta is not None else 0.0,
+        key=new_key(),
+        unique_key=unique_key or "",
     )
 
 
@@ -135,6 +221,7 @@ class Task:
 
     def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
         validate_options(options.get("queue"), options.get("max_retries"), options.get("timeout"))
+        validate_schedule(options.get("priority"), None)
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.options = options

@@ -8,7 +8,7 @@ from typing import Any
 from .client import get_client
 from .records import Task
 
-OPTIONS = {"queue", "max_retries", "timeout", "on_commit"}
+OPTIONS = {"queue", "priority", "max_retries", "timeout", "on_commit"}
 
 
 class TaskFunction(Task):
@@ -22,13 +22,13 @@ class TaskFunction(Task):
     def push(
         self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> int | None:
-        """Queue a call with per-call options (``queue``, ``max_retries``, ``timeout``,
-        ``on_commit``)."""
+        """Queue a call with per-call options (``queue``, ``priority``, ``delay``/``eta``,
+        ``unique_key``, ``max_retries``, ``timeout``, ``on_commit``)."""
         return get_client().push(self, args, kwargs, **options)
 
 
 def task(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """``@task`` or ``@task(queue=..., max_retries=..., timeout=..., on_commit=...)``."""
+    """``@task`` or ``@task(queue=..., priority=..., max_retries=..., timeout=..., on_commit=...)``."""
     unknown = set(options) - OPTIONS
     if unknown:
         raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}")

@@ -21,6 +21,8 @@ class Job:
     payload: bytes
     max_retries: int = 0  # 0: the server's default
     timeout: float = 0.0  # 0: the server's default
+    priority: int = 0  # higher first
+    run_at: float = 0.0  # Unix time it may run from; 0: now
     attempts: int = 0
     deaths: int = 0
 

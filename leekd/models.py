@@ -17,6 +17,7 @@ class State(models.TextChoices):
     QUEUED = "queued", "queued"
     SUCCEEDED = "succeeded", "succeeded"
     FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
 
 
 class QueuedTaskQuerySet(models.QuerySet):
@@ -46,6 +47,23 @@ class QueuedTask(models.Model):
     timeout = models.FloatField(default=0.0)
     deaths = models.PositiveSmallIntegerField(
         default=0, help_text="times leekd died while running this task"
+    )
+    priority = models.SmallIntegerField(default=0, help_text="-100..100, higher runs first")
+    run_at = models.DateTimeField(
+        null=True, blank=True, help_text="not run before this time (a delayed task)"
+    )
+    key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="made by the client: a push sent again is recorded once",
+    )
+    unique_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="while a task with this key is unfinished, pushes with it return its id",
     )
     retry_of = models.ForeignKey(
         "FailedTask",

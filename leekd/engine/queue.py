@@ -1,7 +1,11 @@
 """The in-memory queue between the store (which fills it) and the workers (which drain it).
 
 Only committed tasks enter it, so dropping it on a crash loses nothing: recovery refills it
-from the database. Retries wait in a heap until their backoff has passed.
+from the database. Ready tasks run highest priority first, first in first out among equals;
+tasks due later (a ``run_at``, or a retry's backoff) wait in a timer heap, which ``get``
+looks at when it takes the next job: nothing polls.
+
+Plain pushes (priority 0, due now) take a deque; only the others pay for a heap.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ..job import Job
 @dataclass
 class QueueStats:
     waiting: Counter[str] = field(default_factory=Counter)
+    scheduled: Counter[str] = field(default_factory=Counter)
     running: Counter[str] = field(default_factory=Counter)
     succeeded: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
@@ -27,11 +32,13 @@ class QueueStats:
 
 
 class TaskQueue:
-    """FIFO of ready jobs plus a heap of delayed retries; ``get`` blocks with a timeout."""
+    """Ready jobs by priority plus a heap of timed ones; ``get`` blocks with a timeout."""
 
     def __init__(self) -> None:
-        self._ready: deque[Job] = deque()
-        self._delayed: list[tuple[float, int, Job]] = []
+        self._ready: deque[Job] = deque()  # priority 0
+        self._ranked: list[tuple[int, int, Job]] = []  # (-priority, seq, job), the others
+        self._timed: list[tuple[float, int, Job, bool]] = []  # (due, seq, job, scheduled)
+        self._scheduled = 0  # entries of _timed that wait for their run_at (not retries)
         self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
         self._running: dict[int, Job] = {}
@@ -39,19 +46,41 @@ class TaskQueue:
         self.closed = False
 
     def put_many(self, jobs: Iterable[Job]) -> int:
-        """Queue jobs and wake as many workers."""
+        """Queue jobs and wake as many workers as became ready."""
         with self._cond:
             n = 0
+            ready = 0
+            now = 0.0
             for job in jobs:
-                self._ready.append(job)
-                self.stats.waiting[job.queue] += 1
                 n += 1
-            if n:
-                self._cond.notify(n)
+                if job.run_at:
+                    now = now or time.time()
+                    if job.run_at > now:
+                        self._later(job, job.run_at - now, scheduled=True)
+                        continue
+                if job.priority:
+                    heapq.heappush(self._ranked, (-job.priority, next(self._seq), job))
+                else:
+                    self._ready.append(job)
+                self.stats.waiting[job.queue] += 1
+                ready += 1
+            if ready:
+                self._cond.notify(ready)
+            elif n:
+                self._cond.notify()  # a sleeping worker recomputes its wait for the timer
         return n
 
     def put(self, job: Job) -> None:
         self.put_many((job,))
+
+    def _later(self, job: Job, delay: float, scheduled: bool) -> None:
+        due = time.monotonic() + delay
+        heapq.heappush(self._timed, (due, next(self._seq), job, scheduled))
+        if scheduled:
+            self._scheduled += 1
+            self.stats.scheduled[job.queue] += 1
+        else:
+            self.stats.waiting[job.queue] += 1
 
     def put_later(self, job: Job, delay: float) -> None:
         """Give a job back after a failed attempt, to run again after ``delay`` seconds."""
@@ -59,9 +88,30 @@ class TaskQueue:
             self._running.pop(job.id, None)
             self.stats.running[job.queue] -= 1
             self.stats.retried[job.queue] += 1
-            self.stats.waiting[job.queue] += 1
-            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), job))
+            self._later(job, delay, scheduled=False)
             self._cond.notify()
+
+    def _promote(self, now: float) -> None:
+        """Move every timed job that is due to the ready side."""
+        timed = self._timed
+        while timed and timed[0][0] <= now:
+            _, seq, job, scheduled = heapq.heappop(timed)
+            if scheduled:
+                self._scheduled -= 1
+                self.stats.scheduled[job.queue] -= 1
+                self.stats.waiting[job.queue] += 1
+            if job.priority:
+                heapq.heappush(self._ranked, (-job.priority, seq, job))
+            else:
+                self._ready.append(job)
+
+    def _pop_ready(self) -> Job | None:
+        ranked = self._ranked
+        if ranked and (ranked[0][0] < 0 or not self._ready):
+            return heapq.heappop(ranked)[2]
+        if self._ready:
+            return self._ready.popleft()
+        return None
 
     def get(self, timeout: float) -> Job | None:
         """The next ready job, marked running; None after ``timeout`` or once closed."""
@@ -71,17 +121,17 @@ class TaskQueue:
                 if self.closed:
                     return None
                 now = time.monotonic()
-                while self._delayed and self._delayed[0][0] <= now:
-                    self._ready.append(heapq.heappop(self._delayed)[2])
-                if self._ready:
-                    job = self._ready.popleft()
+                if self._timed and self._timed[0][0] <= now:
+                    self._promote(now)
+                job = self._pop_ready()
+                if job is not None:
                     self.stats.waiting[job.queue] -= 1
                     self.stats.running[job.queue] += 1
                     self._running[job.id] = job
                     return job
                 wait = deadline - now
-                if self._delayed:
-                    wait = min(wait, self._delayed[0][0] - now)
+                if self._timed:
+                    wait = min(wait, self._timed[0][0] - now)
                 if wait <= 0 and deadline <= now:
                     return None
                 self._cond.wait(max(wait, 0.0005))
@@ -109,8 +159,14 @@ class TaskQueue:
             return task_id in self._running
 
     def waiting(self) -> int:
+        """Tasks that are due (or retrying after a backoff); not the scheduled ones."""
         with self._cond:
-            return len(self._ready) + len(self._delayed)
+            return len(self._ready) + len(self._ranked) + len(self._timed) - self._scheduled
+
+    def scheduled(self) -> int:
+        """Tasks waiting for their ``run_at``."""
+        with self._cond:
+            return self._scheduled
 
     def handled(self) -> int:
         with self._cond:
@@ -119,16 +175,8 @@ class TaskQueue:
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._cond:
             s = self.stats
-            names = (
-                set(s.waiting) | set(s.running) | set(s.succeeded) | set(s.failed) | set(s.retried)
-            )
-            return {
-                q: {
-                    "waiting": s.waiting[q],
-                    "running": s.running[q],
-                    "succeeded": s.succeeded[q],
-                    "failed": s.failed[q],
-                    "retried": s.retried[q],
-                }
-                for q in sorted(names)
-            }
+            kinds = ("waiting", "scheduled", "running", "succeeded", "failed", "retried")
+            names: set[str] = set()
+            for kind in kinds:
+                names |= set(getattr(s, kind))
+            return {q: {kind: getattr(s, kind)[q] for kind in kinds} for q in sorted(names)}

@@ -326,7 +326,7 @@ class Store(Transactions):
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
         with self._transaction(raw, single) as (cur, ph):
-            flat = insert_tasks(cur, ph, records, self._adapt(timezone.now()), retry_of)
+            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of)
             write_outcomes(cur, ph, outcomes, self._adapt)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
@@ -353,7 +353,7 @@ class Store(Transactions):
         if on_loop and answers:
             answer(answers)
         self.on_committed(
-            Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout)
+            Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout, r.priority, r.run_at)
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         )

@@ -21,13 +21,23 @@ def _task_status(task_id: int) -> dict[str, Any] | None:
     row = (
         QueuedTask.objects.filter(pk=task_id)
         .values(
-            "id", "name", "queue", "state", "attempts", "enqueued_at", "args_preview", "retry_of_id"
+            "id",
+            "name",
+            "queue",
+            "state",
+            "attempts",
+            "enqueued_at",
+            "args_preview",
+            "retry_of_id",
+            "priority",
+            "run_at",
         )
         .first()
     )
     if row is None:
         return None
     row["enqueued_at"] = row["enqueued_at"].isoformat()
+    row["run_at"] = row["run_at"].isoformat() if row["run_at"] is not None else None
     if row["state"] == "succeeded":
         s = (
             SuccessTask.objects.filter(task_id=task_id)

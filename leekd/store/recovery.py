@@ -35,12 +35,25 @@ def _recover(put_many: Callable[[Iterable[Job]], object]) -> int:
     rows = (
         QueuedTask.objects.unfinished()
         .order_by("id")
-        .values_list("id", "name", "queue", "payload", "max_retries", "timeout", "deaths")
+        .values_list(
+            "id",
+            "name",
+            "queue",
+            "payload",
+            "max_retries",
+            "timeout",
+            "deaths",
+            "priority",
+            "run_at",
+        )
         .iterator(chunk_size=RECOVER_CHUNK)
     )
     batch: list[Job] = []
-    for tid, name, queue, payload, retries, timeout, deaths in rows:
-        batch.append(Job(tid, name, queue, bytes(payload), retries, timeout, deaths=deaths))
+    for tid, name, queue, payload, retries, timeout, deaths, priority, run_at in rows:
+        when = run_at.timestamp() if run_at is not None else 0.0
+        batch.append(
+            Job(tid, name, queue, bytes(payload), retries, timeout, priority, when, deaths=deaths)
+        )
         if len(batch) >= RECOVER_CHUNK:
             put_many(batch)
             n += len(batch)

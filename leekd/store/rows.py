@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DatabaseError
@@ -22,6 +22,7 @@ INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32766 variables)
 _TASK_COLUMNS = (
     "queue", "name", "args_preview", "payload", "state", "enqueued_at",
     "attempts", "max_retries", "timeout", "deaths", "retry_of_id",
+    "priority", "run_at", "key", "unique_key",
 )  # fmt: skip
 _INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
 
@@ -30,9 +31,11 @@ def insert_tasks(
     cur: Any,
     ph: str,
     records: Sequence[TaskRecord],
-    when: Any,
+    now: datetime,
+    adapt: Callable[[datetime], Any],
     retry_of: Sequence[int | None] | None,
 ) -> list[int]:
+    when = adapt(now)
     ids: list[int] = []
     for start in range(0, len(records), INSERT_CHUNK):
         chunk = records[start : start + INSERT_CHUNK]
@@ -41,6 +44,8 @@ def insert_tasks(
             params += (
                 r.queue, r.name, r.preview, r.payload, "queued", when,
                 0, r.max_retries, r.timeout, 0, retry_of[k] if retry_of else None,
+                r.priority, adapt(datetime.fromtimestamp(r.run_at, UTC)) if r.run_at else None,
+                r.key or None, r.unique_key or None,
             )  # fmt: skip
         values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
         if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table

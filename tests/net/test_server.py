@@ -251,7 +251,9 @@ def test_bad_options_are_refused_before_sending(client):
     with pytest.raises(leek.LeekError, match="queue"):
         client.push(tasks.noop, queue="")
     with pytest.raises(TypeError, match="unknown push options"):
-        client.push(tasks.noop, priority=3)
+        client.push(tasks.noop, retries=3)
+    with pytest.raises(leek.LeekError, match="priority"):
+        client.push(tasks.noop, priority=101)
     with pytest.raises(leek.LeekError, match="callable"):
         client.push("not a function")
 

@@ -74,6 +74,10 @@ records = st.builds(
     preview=text,
     max_retries=st.integers(0, 0xFFFF),
     timeout=st.floats(0, 1e8, allow_nan=False),
+    priority=st.integers(-100, 100),
+    run_at=st.one_of(st.just(0.0), st.floats(0, 1e10, allow_nan=False)),
+    key=st.text(alphabet="0123456789abcdef", max_size=64),
+    unique_key=st.text(max_size=60),
 )
 client_events = st.one_of(
     st.builds(Push, st.lists(records, min_size=1, max_size=4).map(tuple)),

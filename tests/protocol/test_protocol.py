@@ -46,7 +46,10 @@ def pair(server_key: bytes = KEY, client_key: bytes = KEY) -> tuple[Connection, 
 
 def test_roundtrip_push_and_requests():
     server, client = pair()
-    tasks = (TaskRecord("m.f", b"\x80payload", "mail", "1, 2", 5, 2.5), TaskRecord("m.g", b""))
+    tasks = (
+        TaskRecord("m.f", b"\x80payload", "mail", "1, 2", 5, 2.5, -7, 1.8e9, "k1", "only-one"),
+        TaskRecord("m.g", b""),
+    )
     server.receive_data(client.send(Push(tasks)) + client.send(Request("status", {"id": 7})))
     assert server.next_event() == Push(tasks)
     assert server.next_event() == Request("status", {"id": 7})
