@@ -8,6 +8,7 @@ sharing its parent's socket.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -89,6 +90,8 @@ class Client(Link):
     def push_records(self, records: list[TaskRecord]) -> list[int]:
         if not records:
             return []
+        if self.inline is not None:
+            return self.inline.push(records)
         frames: list[Push] = []
         batch: list[TaskRecord] = []
         size = 0
@@ -147,12 +150,16 @@ class Client(Link):
         connection; ``leek.result`` waits on a connection of its own.
         """
         tid = task_id_of(task_id)
+        if self.inline is not None:
+            return self.inline.result(tid, timeout)
         return wait_result(
             lambda wait: self.request("result", wait, id=tid, wait=wait), tid, timeout
         )
 
     def waiter(self) -> Client:
         """A client of the same leekd for waits, so they do not hold this one's connection."""
+        if self.inline is not None:
+            return self
         local = self._waiters
         found: Client | None = getattr(local, "client", None)
         if found is None:
@@ -192,7 +199,31 @@ def get_client() -> Client:
     with _default_lock:
         if _default is None:
             _default = Client()
+            _follow_settings()
         return _default
+
+
+def reset_client() -> None:
+    """Forget the shared client (closing it); the next ``get_client()`` makes a new one."""
+    global _default
+    with _default_lock:
+        old, _default = _default, None
+    if old is not None:
+        old.close()
+
+
+def _follow_settings() -> None:
+    """With Django here, a change of ``settings.LEEK`` (``override_settings`` in tests)
+    makes the next ``get_client()`` read it again."""
+    if "django.conf" not in sys.modules:
+        return
+    from django.core.signals import setting_changed
+
+    def changed(setting: str = "", **kwargs: Any) -> None:
+        if setting in ("LEEK", "SECRET_KEY"):
+            reset_client()
+
+    setting_changed.connect(changed, weak=False, dispatch_uid="leek.client.settings")
 
 
 def _reset_after_fork() -> None:

@@ -26,6 +26,7 @@ from .errors import (
     LeekUnavailable,
     LeekVersionError,
 )
+from .inline import Capture, Eager
 from .protocol import (
     CLOSED,
     DEFAULT_MAX_FRAME,
@@ -115,6 +116,12 @@ class Link:
         self.max_frame = int(max_frame or leek.get("max_frame") or DEFAULT_MAX_FRAME)
         # Inside atomic(), pushes wait for the commit unless told otherwise.
         self.on_commit = bool(leek.get("on_commit", True))
+        # Tests: pushes run here at once (eager) or are only recorded (capture); see inline.py.
+        self.inline: Capture | None = None
+        if leek.get("eager"):
+            self.inline = Eager(propagate=leek.get("eager") == "propagate")
+        elif leek.get("capture"):
+            self.inline = Capture()
         self._lock = threading.RLock()
         self._waiters = threading.local()  # per thread, a client for waits (Client.waiter)
         self._waiter_clients: list[Any] = []

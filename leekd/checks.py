@@ -30,6 +30,10 @@ KNOWN = {
     "tls_key",
     "retention",
     "max_deaths",
+    "autodiscover",
+    "on_commit",
+    "eager",
+    "capture",
 }
 
 

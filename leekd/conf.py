@@ -36,6 +36,7 @@ class Config:
     running_file: str | None = None  # crash ledger; default beside the SQLite file
     retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
     settings: str | None = None  # Django settings module; None = embedded SQLite
+    autodiscover: bool = True  # import each installed app's tasks module at start
 
     def validate(self) -> Config:
         if not 0 <= self.port <= 65535:
@@ -134,6 +135,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         except ValueError as exc:
             raise LeekConfigError(f"{source}: {exc}") from None
     kind = {f.name: f.type for f in fields(Config)}[name]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise LeekConfigError(f"{source}: {name} must be True or False, not {value!r}")
+        return value
     try:
         if kind == "int":
             return int(value)

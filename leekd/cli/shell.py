@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -25,7 +24,7 @@ from leek.errors import (
 )
 
 from ..conf import format_duration
-from .options import duration, port_number, positive_int, seconds
+from .options import duration, load_client_settings, port_number, positive_int, seconds
 
 EX_OK = 0
 EX_FAILURE = 1  # unreachable, refused, or not configured
@@ -72,16 +71,7 @@ def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True)
 
 def load_django_settings(module: str | None) -> None:
     """Make ``settings.LEEK`` and ``SECRET_KEY`` visible to ``leek.Client`` (no app setup)."""
-    module = module or os.environ.get("DJANGO_SETTINGS_MODULE")
-    if not module:
-        return
-    os.environ["DJANGO_SETTINGS_MODULE"] = module
-    try:
-        from django.conf import settings
-
-        settings.SECRET_KEY  # noqa: B018  (loads the module)
-    except Exception as exc:
-        raise LeekConfigError(f"cannot load Django settings {module!r}: {exc}") from None
+    load_client_settings(module)
 
 
 def connect(args: argparse.Namespace) -> leek.Client:

@@ -8,8 +8,11 @@ thread by the watchdog; a thread that does not come back is retired (see watchdo
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import pickle
+import sys
 import threading
 import time
 import traceback
@@ -140,10 +143,14 @@ class Worker(threading.Thread):
             fn, args, kwargs = cloudpickle.loads(job.payload)
         except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
             # Loading will not succeed on a retry either (module missing, bad pickle).
-            self._fail(job, exc, t0, prefix="could not load the task: ", retry=False)
+            self._fail(job, exc, t0, prefix=load_failure(exc), retry=False)
             return
         try:
             result = fn(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                # An async task gets an event loop of its own on this worker's thread: it
+                # holds this worker while it runs, and no other task's loop or thread.
+                result = asyncio.run(result)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
             if isinstance(exc, TaskTimeout):
                 exc = TaskTimeout(f"task exceeded its time limit of {limit:g}s")
@@ -223,6 +230,14 @@ def record_failure(
         type(exc).__name__,
         short(exc),
     )
+
+
+def load_failure(exc: BaseException) -> str:
+    """The prefix of a load failure's message; for an import problem, where leekd looked."""
+    if isinstance(exc, ImportError | AttributeError):
+        where = ", ".join(p or "." for p in sys.path[:6])
+        return f"could not load the task (leekd imports from: {where}): "
+    return "could not load the task: "
 
 
 def short(exc: BaseException, limit: int = 300) -> str:
