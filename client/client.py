@@ -57,12 +57,12 @@ class Client(Link):
         if on_commit is None and isinstance(fn, Task):
             on_commit = fn.options.get("on_commit")
         record = make_record(fn, tuple(args), kwargs, **options)
-        if self._deferred(on_commit):
+        if self.deferred(on_commit):
             oncommit.defer(lambda: self.push_records([record]))
             return None
         return self.push_records([record])[0]
 
-    def _deferred(self, on_commit: bool | None) -> bool:
+    def deferred(self, on_commit: bool | None) -> bool:
         if on_commit is False or (on_commit is None and not self.on_commit):
             return False
         return oncommit.in_atomic_block()
@@ -82,7 +82,7 @@ class Client(Link):
             else:
                 fn, args, kwargs = (tuple(call) + ((), None))[:3]
             records.append(make_record(fn, tuple(args), kwargs, **options))
-        if self._deferred(on_commit):
+        if self.deferred(on_commit):
             oncommit.defer(lambda: self.push_records(records))
             return None
         return self.push_records(records)

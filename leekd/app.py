@@ -99,6 +99,14 @@ class Leekd:
     def is_running(self, task_id: int) -> bool:
         return self.work.is_running(task_id)
 
+    def running_info(self, task_id: int) -> dict[str, Any] | None:
+        now, mono = time.time(), time.monotonic()
+        for w in self.workers:
+            job = w.current
+            if job is not None and job.id == task_id:
+                return {"started_at": now - (mono - w.started_at), "worker": w.worker_id}
+        return None
+
     def ping_info(self) -> dict[str, Any]:
         return {
             "status": "draining" if self.draining else "ok",
@@ -154,7 +162,10 @@ class Leekd:
         found = [
             (o.job.id, result_reply(o.ok, o.result, o.exc_type, o.message, o.traceback))
             for o in outcomes
+            if o.final and o.job.id in self.results
         ]
+        if not found:
+            return
         try:
             self._loop.call_soon_threadsafe(self.results.wake, found)
         except RuntimeError:

@@ -6,6 +6,7 @@ Both sides use these and neither owns them, so they live here, below both.
 from __future__ import annotations
 
 import base64
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,10 +26,14 @@ class Job:
     run_at: float = 0.0  # Unix time it may run from; 0: now
     attempts: int = 0
     deaths: int = 0
+    workers: list[str] | None = None  # who ran each attempt of this process's life
 
 
 @dataclass(slots=True)
 class Outcome:
+    """How an attempt ended. ``final`` is False for a failure that will be retried: the
+    store then records the attempt only, and the task stays queued."""
+
     job: Job
     ok: bool
     finished_at: datetime
@@ -37,6 +42,14 @@ class Outcome:
     exc_type: str = ""
     message: str = ""
     traceback: str = ""
+    worker: str = ""
+    final: bool = True
+    attempt: int = 0  # the attempt's number, for a retried one (the job counts on)
+
+
+# The job this thread is running, and what it may know of it: ``job``, ``worker`` (its id)
+# and ``allowed`` (attempts in all). Set by the worker around each task.
+current = threading.local()
 
 
 def result_reply(

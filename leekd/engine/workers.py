@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import pickle
+import socket
 import sys
 import threading
 import time
@@ -25,7 +27,7 @@ from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from ..conf import Config
-from ..job import Job, Outcome
+from ..job import Job, Outcome, current
 from .interrupt import cancel_pending
 from .queue import TaskQueue
 from .running import RunningSlots
@@ -87,6 +89,7 @@ class Worker(threading.Thread):
     ) -> None:
         super().__init__(name=f"leekd-worker-{index}", daemon=True)
         self.index = index
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}/{index}"  # worker_ids
         self.work = work
         self.report = report
         self.config = config
@@ -124,6 +127,11 @@ class Worker(threading.Thread):
             self.interrupted = False
             self.claimed = False
         job.attempts += 1
+        if job.workers is None:
+            job.workers = []
+        job.workers.append(self.worker_id)
+        current.job, current.worker = job, self.worker_id
+        current.allowed = job.max_retries or self.config.max_retries
         if self.slots is not None:
             self.slots.set(self.index, job.id)
         log.info("task %d %s started (attempt %d)", job.id, job.name, job.attempts)
@@ -133,6 +141,7 @@ class Worker(threading.Thread):
         finally:
             with self.lock:
                 self.current, self.deadline = None, None
+            current.job = None
             if self.slots is not None and not self.retired:
                 self.slots.set(self.index, 0)
             tidy_connections()
@@ -160,7 +169,16 @@ class Worker(threading.Thread):
         if not self._claim():
             return
         self.work.done(job, ok=True)
-        self.report(Outcome(job, True, timezone.now(), duration, result=_pickled_result(result)))
+        self.report(
+            Outcome(
+                job,
+                True,
+                timezone.now(),
+                duration,
+                result=_pickled_result(result),
+                worker=self.worker_id,
+            )
+        )
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
 
     def _claim(self) -> bool:
@@ -199,28 +217,41 @@ class Worker(threading.Thread):
                 short(exc),
                 delay,
             )
+            self.report(failure(job, exc, duration, "", self.worker_id, final=False))
             self.work.put_later(job, delay)
             return
-        record_failure(self.work, self.report, job, exc, duration, prefix)
+        record_failure(self.work, self.report, job, exc, duration, prefix, self.worker_id)
+
+
+def failure(
+    job: Job, exc: BaseException, duration: float, prefix: str, worker: str, final: bool = True
+) -> Outcome:
+    return Outcome(
+        job,
+        False,
+        timezone.now(),
+        duration,
+        exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=(prefix + short(exc, MAX_MESSAGE)),
+        traceback="".join(traceback.format_exception(exc))[-MAX_TRACEBACK:],
+        worker=worker,
+        final=final,
+        attempt=job.attempts,
+    )
 
 
 def record_failure(
-    work: TaskQueue, report: Report, job: Job, exc: BaseException, duration: float, prefix: str = ""
+    work: TaskQueue,
+    report: Report,
+    job: Job,
+    exc: BaseException,
+    duration: float,
+    prefix: str = "",
+    worker: str = "",
 ) -> None:
     """Record a job's final failure (from its worker, or from the watchdog)."""
-    tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
     work.done(job, ok=False)
-    report(
-        Outcome(
-            job,
-            False,
-            timezone.now(),
-            duration,
-            exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=(prefix + short(exc, MAX_MESSAGE)),
-            traceback=tb,
-        )
-    )
+    report(failure(job, exc, duration, prefix, worker))
     log.warning(
         "task %d %s failed after %d attempt(s) in %.1f ms: %s: %s",
         job.id,

@@ -30,6 +30,9 @@ class LeekdAPI(Protocol):
 
     def is_running(self, task_id: int) -> bool: ...
 
+    def running_info(self, task_id: int) -> dict[str, Any] | None:
+        """While a worker runs the task: when this attempt started (Unix time), and who."""
+
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         """The task's record, or None (blocking)."""
 

@@ -112,12 +112,14 @@ class Handlers:
             )
             return
         running = self.api.is_running(task_id)
+        info = self.api.running_info(task_id) if running else None
 
         def wrap(row: dict[str, Any] | None) -> Any:
             if row is None:
                 return Error(ErrorCode.NOT_FOUND, f"no task with id {task_id}")
             if running and row["state"] == "queued":
                 row["state"] = "running"
+                row.update(info or {})
             return Reply(row)
 
         self._in_pool(lambda: self.api.task_status(task_id), wrap)

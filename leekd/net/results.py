@@ -28,6 +28,9 @@ class ResultWaiters:
     def __bool__(self) -> bool:
         return bool(self._by_task)
 
+    def __contains__(self, task_id: int) -> bool:
+        return task_id in self._by_task
+
     def watch(self, task_id: int, fn: Callable[[ResultReply], None]) -> Callable[[], None]:
         """Call ``fn`` with the result once task ``task_id`` finishes; returns the cancel."""
         self._by_task.setdefault(task_id, set()).add(fn)

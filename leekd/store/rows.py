@@ -71,12 +71,36 @@ def write_outcomes(
     """
     if not outcomes:
         return
+    retried = [o for o in outcomes if not o.final]
+    if retried:
+        _insert_outcomes(
+            cur,
+            ph,
+            "leekd_attempt (task_id, number, finished_at, duration, worker, exc_type, message, "
+            "traceback)",
+            [
+                (
+                    o.job.id,
+                    o.attempt,
+                    adapt(o.finished_at),
+                    o.duration,
+                    o.worker,
+                    o.exc_type[:255],
+                    o.message,
+                    o.traceback,
+                )
+                for o in retried
+            ],  # fmt: skip
+        )
+        outcomes = [o for o in outcomes if o.final]
+        if not outcomes:
+            return
     _insert_outcomes(
         cur,
         ph,
-        "leekd_successtask (task_id, finished_at, duration, attempts, result)",
+        "leekd_successtask (task_id, finished_at, duration, attempts, result, worker)",
         [
-            (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
+            (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result, o.worker)
             for o in outcomes
             if o.ok
         ],
@@ -84,7 +108,8 @@ def write_outcomes(
     _insert_outcomes(
         cur,
         ph,
-        "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback)",
+        "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback, "
+        "duration, worker)",
         [
             (
                 o.job.id,
@@ -93,6 +118,8 @@ def write_outcomes(
                 o.exc_type[:255],
                 o.message,
                 o.traceback,
+                o.duration,
+                o.worker,
             )
             for o in outcomes
             if not o.ok
