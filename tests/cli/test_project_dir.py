@@ -137,3 +137,32 @@ def test_read_only_directory_says_what_to_do(tmp_path):
     assert out.returncode == 78
     assert f"cannot create leek.sqlite3 in {locked}" in out.stderr and "pass --db" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_reload_restarts_gracefully_when_a_task_module_changes(tmp_path):
+    import re
+    import signal
+
+    env = make_project(tmp_path, "def version():\n    return 1\n")
+    p = LeekdProcess(
+        tmp_path / "unused.sqlite3", "--settings", "mysite_settings", "--reload", env=env
+    )
+    try:
+        p.start()  # shop.tasks was imported at start (autodiscovery), so it is watched
+        tasks_py = tmp_path / "shop" / "tasks.py"
+        tasks_py.write_text("def version():\n    return 2\n")
+        later = tasks_py.stat().st_mtime + 10  # a new mtime, however coarse the clock
+        os.utime(tasks_py, (later, later))
+        wait_for(lambda: p.output().count("listening on") == 2, timeout=30)
+        out = p.output()
+        assert "shop/tasks.py changed; restarting leekd" in out and "leekd stopped" in out
+        pids = re.findall(r"listening on \S+ \(pid (\d+)", out)
+        assert len(set(pids)) == 2
+        assert p.stop() == 0  # SIGTERM to the parent reaches the child
+    finally:
+        for pid in re.findall(r"listening on \S+ \(pid (\d+)", p.output()):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.kill()
