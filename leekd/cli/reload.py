@@ -42,7 +42,7 @@ def run_parent() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         child = subprocess.Popen(command, env=env, close_fds=False)
-        signal.signal(signal.SIGTERM, lambda sig, frame: child.send_signal(sig))
+        signal.signal(signal.SIGTERM, lambda sig, frame, child=child: child.send_signal(sig))
         code = child.wait()
         if code != RESTART:
             return code
