@@ -35,12 +35,12 @@ def test_embedded_sqlite_commits_pushes_on_the_event_loop(make_server, django_db
 
 def test_pipelined_pushes_share_commits(make_server):
     app = make_server(workers=1)
-    record = make_record(tasks.noop, (), None)
-    before = app.store.commits
     n = 300
+    records = [make_record(tasks.noop, (), None) for _ in range(n)]  # each its own key
+    before = app.store.commits
     with RawPeer(app.port, timeout=10) as peer:
         conn = peer.handshake()
-        peer.send(b"".join(conn.send(Push((record,))) for _ in range(n)))
+        peer.send(b"".join(conn.send(Push((r,))) for r in records))
         answers = []
         for _ in range(n):
             conn.receive_data(peer.recv_frame())
