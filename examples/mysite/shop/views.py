@@ -1,7 +1,8 @@
-import leek
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
+
+import leek
 
 from .models import Order
 from .tasks import mark_shipped, send_receipt
