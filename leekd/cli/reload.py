@@ -40,9 +40,15 @@ def run_parent() -> int:
     command = [str(a) for a in autoreload.get_child_arguments()]
     env = {**os.environ, "RUN_MAIN": "true"}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(sig: int, frame: object) -> None:
+        if child is not None:
+            child.send_signal(sig)
+
+    signal.signal(signal.SIGTERM, forward)
     while True:
         child = subprocess.Popen(command, env=env, close_fds=False)
-        signal.signal(signal.SIGTERM, lambda sig, frame, child=child: child.send_signal(sig))
         code = child.wait()
         if code != RESTART:
             return code
