@@ -55,23 +55,24 @@ def run_parent() -> int:
 
 
 class Watcher(threading.Thread):
-    """Looks at every loaded module's file (and ``extra``) each INTERVAL; on a change, calls
-    ``changed(path)`` once and ends."""
+    """Looks at every loaded module's file each INTERVAL; on a change, calls ``changed(path)``
+    once and ends. The first look is taken here, before leekd serves, so a change made
+    once it listens is always seen."""
 
     def __init__(self, changed: Callable[[Path], None]) -> None:
         super().__init__(name="leekd-reload", daemon=True)
+        from django.utils.autoreload import StatReloader
+
         self.changed = changed
         self.stop_event = threading.Event()
         self.fired = False
+        self.reloader = StatReloader()
+        self.seen = dict(self.reloader.snapshot_files())
 
     def run(self) -> None:
-        from django.utils.autoreload import StatReloader
-
-        reloader = StatReloader()
-        seen = dict(reloader.snapshot_files())
         while not self.stop_event.wait(INTERVAL):
-            for path, mtime in reloader.snapshot_files():
-                before = seen.setdefault(path, mtime)
+            for path, mtime in self.reloader.snapshot_files():
+                before = self.seen.setdefault(path, mtime)
                 if mtime != before:
                     self.fired = True
                     log.info("%s changed; restarting leekd", path)

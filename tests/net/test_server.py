@@ -147,7 +147,7 @@ def test_unloadable_payload_becomes_a_clear_failure(client):
     wait_for(lambda: finished(task_id))
     failure = FailedTask.objects.get(task_id=task_id)
     assert failure.attempts == 1
-    assert failure.message.startswith("could not load the task:")
+    assert failure.message.startswith("could not load the task (leekd imports from: ")
 
 
 def test_system_exit_and_unpicklable_results_are_recorded(client):
