@@ -31,6 +31,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def client_counts(text: str) -> list[int]:
+    """``8`` or ``1,8``: the client counts to run, each a phase of every round."""
+    counts = [positive_int(n.strip()) for n in text.split(",") if n.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError("give one or more client counts, such as 1,8")
+    return sorted(set(counts))
+
+
 def peer_list(text: str) -> list[str]:
     if text.strip() in ("", "none"):
         return []
@@ -51,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--tasks", type=positive_int, default=5000, help="no-op tasks per phase")
+    p.add_argument(
+        "--clients",
+        type=client_counts,
+        default=[1],
+        help="client processes pushing at once, or a list such as 1,8 (one phase each); "
+        "1 is the sequential, push_many and latency phases",
+    )
+    p.add_argument(
+        "--client-tasks",
+        type=positive_int,
+        help="tasks each client pushes when several push at once (default: --tasks / N)",
+    )
     p.add_argument("--rounds", type=positive_int, default=3, help="rounds per system (median)")
     p.add_argument(
         "--latency-pushes", type=positive_int, default=1000, help="pushes timed for p50/p99"
@@ -89,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def apply_smoke(args: argparse.Namespace) -> None:
     args.tasks, args.rounds, args.latency_pushes, args.batch = 300, 1, 100, 100
     args.peers, args.scale, args.scale_tasks, args.timeout = [], True, 2000, 30
+    args.clients, args.client_tasks = [1, 2], None
 
 
 def git_commit() -> dict[str, Any]:
@@ -135,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     rundir = args.workdir / "run" / time.strftime("%Y%m%d-%H%M%S")
     spec = {
         "tasks": args.tasks,
+        "clients": args.clients,
+        "client_tasks": args.client_tasks,
         "latency_pushes": args.latency_pushes,
         "batch": args.batch,
         "timeout": args.timeout,
@@ -151,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
                 note(f"round {r}/{args.rounds}: {s.name}")
                 figures = run_round_of(s, rundir / f"{s.name}-{r}", spec)
                 rounds[s.name].append(figures)
-                note(summary(figures))
+                for line in summary(figures):
+                    note(line)
         results = {name: report.medians(rs) for name, rs in rounds.items()}
         scale = None
         if args.scale:
@@ -167,10 +191,27 @@ def run(args: argparse.Namespace) -> int:
         elif rundir.exists():
             note(f"databases and logs kept in {rundir}")
 
-    title = f"median of {args.rounds}, {args.tasks:,} tasks, push_many ×{args.batch:,}"
+    title = f"median of {args.rounds}, {args.tasks:,} tasks"
+    if 1 in args.clients:
+        title += f", push_many ×{args.batch:,}"
     print()
-    print(report.main_table(systems, results, title))
+    rows = report.figures(args.clients)
+    print(report.main_table(systems, results, title, rows))
     print()
+    print(
+        f"  {report.CPU_HEAD} = the server's CPU per task: user + system time (from /proc) of "
+        "its whole process tree\n    over that rate's window, divided by its tasks; — where "
+        "no server takes part\n    (Huey's client enqueues into SQLite itself)."
+    )
+    for n in args.clients:
+        if n > 1:
+            each = args.client_tasks or max(1, args.tasks // n)
+            print(
+                f"  {n} clients: {n} processes, each with its own connection, push {each:,} "
+                "tasks each from one go;\n    enqueue ends when the last push is answered, "
+                "end-to-end when the last outcome\n    is recorded; latency over all their "
+                "pushes."
+            )
     if len(systems) > 1:
         print(
             "  leek/ = leek's figure divided by the peer's column to its left: above 1 is "
@@ -208,10 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 for s in systems
             },
             "ratios": {
-                s.name: {
-                    f.key: report.ratio(results["leek"].get(f.key), results[s.name].get(f.key))
-                    for f in report.FIGURES
-                }
+                s.name: report.ratios(results["leek"], results[s.name], rows)
                 for s in systems
                 if s.name != "leek"
             },
@@ -230,12 +268,23 @@ def run_round_of(system: Any, workdir: Path, spec: dict[str, Any]) -> dict[str, 
     return run_round(system, workdir, spec)
 
 
-def summary(f: dict[str, Any]) -> str:
-    parts = [f"enqueue {f['enqueue']:,.0f}/s", f"end-to-end {f['e2e']:,.0f}/s"]
-    if "enqueue_many" in f:
-        parts.append(f"push_many {f['enqueue_many']:,.0f}/s")
-    parts += [f"p50 {f['p50']:.3f} ms", f"p99 {f['p99']:.3f} ms", f"idle {f['idle_rss']:.1f} MiB"]
-    return "  " + ", ".join(parts)
+def summary(f: dict[str, Any]) -> list[str]:
+    """One line per round: each phase's rates, latency, and CPU per end-to-end task."""
+    phases = []
+    for c in [""] + [k[len("e2e") :] for k in f if k.startswith("e2e_c")]:
+        if f"e2e{c}" not in f:
+            continue
+        who = f"{c[2:]} clients" if c else "1 client"
+        parts = [f"enqueue {f[f'enqueue{c}']:,.0f}/s", f"end-to-end {f[f'e2e{c}']:,.0f}/s"]
+        if not c and "enqueue_many" in f:
+            parts.append(f"push_many {f['enqueue_many']:,.0f}/s")
+        parts += [
+            f"p50 {f[f'p50{c}']:.3f} ms",
+            f"p99 {f[f'p99{c}']:.3f} ms",
+            f"{f[f'cpu_e2e{c}']:,.0f} µs CPU/task",
+        ]
+        phases.append(f"  {who}: " + ", ".join(parts))
+    return phases + [f"  idle {f['idle_rss']:.1f} MiB"]
 
 
 def _terminate(signum: int, frame: Any) -> None:

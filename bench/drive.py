@@ -3,7 +3,8 @@
 ``python -m bench.drive SPEC_JSON``: warms the server up with one task, prints ``ready``
 (the orchestrator then reads the server's idle RSS), waits for ``go`` on stdin, runs the
 phases and prints the figures as one JSON line. Timing happens here, in a client process,
-as an application would see it. Only the standard library and the system under test are
+as an application would see it; so does reading the server's CPU time from /proc, at the
+edges of each timed window. The N-client phases start N more processes (``bench.crowd``). Only the standard library and the system under test are
 imported: leek itself is not installed in the peers' environment.
 """
 
@@ -16,9 +17,11 @@ import sys
 import time
 from typing import Any, Protocol
 
+from bench import procs
 from bench.progress import Progress
 
 WARM_UP = 60.0  # seconds for the first task, server start included
+clock = time.monotonic  # CLOCK_MONOTONIC: one clock for every process on the machine
 
 
 class Driver(Protocol):
@@ -47,7 +50,7 @@ def wait_recorded(driver: Driver, target: int, timeout: float, label: str, start
     with Progress(label, target - start) as bar:
         while True:
             got = driver.recorded()
-            now = time.perf_counter()
+            now = clock()
             if got >= target:
                 bar.finish(got - start)
                 return now
@@ -58,10 +61,34 @@ def wait_recorded(driver: Driver, target: int, timeout: float, label: str, start
             time.sleep(min(0.1, max(0.005, elapsed * 0.005)))
 
 
+def cpu_per_task(cpu: float, tasks: int) -> float:
+    """Server CPU in microseconds per task."""
+    return cpu / max(tasks, 1) * 1e6
+
+
 def run(driver: Any, spec: dict[str, Any]) -> dict[str, Any]:
-    n, lat_n, timeout = spec["tasks"], spec["latency_pushes"], spec["timeout"]
+    from bench.crowd import run_crowd
+
+    pids = procs.descendants(spec["server_pid"])
     out: dict[str, Any] = {"errors": 0}
     expected = driver.recorded()
+    if 1 in spec["clients"]:
+        expected = one_client(driver, spec, out, expected, pids)
+    for clients in spec["clients"]:
+        if clients > 1:
+            figures, expected = run_crowd(driver, spec, clients, expected, pids)
+            out["errors"] += figures.pop("errors")
+            out.update(figures)
+    out["recorded"] = driver.recorded()
+    return out
+
+
+def one_client(
+    driver: Any, spec: dict[str, Any], out: dict[str, Any], expected: int, pids: list[int]
+) -> int:
+    """The 1-client phases: latency, sequential pushes, ``push_many``; fills ``out``."""
+    n, lat_n, timeout = spec["tasks"], spec["latency_pushes"], spec["timeout"]
+    server_enqueues = spec.get("server_enqueues", True)
 
     def pushed(ok: bool) -> None:
         nonlocal expected
@@ -88,34 +115,45 @@ def run(driver: Any, spec: dict[str, Any]) -> dict[str, Any]:
     # Sequential pushes, and the same tasks until their last outcome is recorded.
     start = expected
     with Progress("sequential push", n) as bar:
-        t0 = time.perf_counter()
+        cpu0 = procs.cpu_seconds(pids)
+        t0 = clock()
         for i in range(n):
             pushed(driver.push())
             if i % 256 == 0:
                 bar.update(i)
-        t1 = time.perf_counter()
+        t1 = clock()
+        cpu1 = procs.cpu_seconds(pids)
         bar.finish(n)
     t2 = wait_recorded(driver, expected, timeout, "  … outcomes recorded", start)
+    cpu2 = procs.cpu_seconds(pids)
     out["enqueue"] = (expected - start) / (t1 - t0)
     out["e2e"] = (expected - start) / (t2 - t0)
+    if server_enqueues:
+        out["cpu_enqueue"] = cpu_per_task(cpu1 - cpu0, expected - start)
+    out["cpu_e2e"] = cpu_per_task(cpu2 - cpu0, expected - start)
 
     push_many = getattr(driver, "push_many", None)
     if push_many is not None:
         batch = spec["batch"]
         start = expected
         with Progress(f"push_many ×{batch}", n) as bar:
-            t0 = time.perf_counter()
+            cpu0 = procs.cpu_seconds(pids)
+            t0 = clock()
             for i in range(0, n, batch):
                 k = min(batch, n - i)
                 push_many(k)
                 expected += k
                 bar.update(i + k)
-            t1 = time.perf_counter()
+            t1 = clock()
+            cpu1 = procs.cpu_seconds(pids)
         t2 = wait_recorded(driver, expected, timeout, "  … outcomes recorded", start)
+        cpu2 = procs.cpu_seconds(pids)
         out["enqueue_many"] = n / (t1 - t0)
         out["e2e_many"] = n / (t2 - t0)
-    out["recorded"] = driver.recorded()
-    return out
+        if server_enqueues:
+            out["cpu_enqueue_many"] = cpu_per_task(cpu1 - cpu0, n)
+        out["cpu_e2e_many"] = cpu_per_task(cpu2 - cpu0, n)
+    return expected
 
 
 def emit(event: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""Figures, medians, ratios and the text tables."""
+"""Figures, medians, ratios and the text tables.
+
+Every rate has a server CPU figure beside it (``cpu_key``): microseconds of user + system
+CPU of the server's process tree over that rate's window, divided by its tasks.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ class Figure:
     unit: str
     higher_is_better: bool
     target: float | None = None  # the issue's target for leek
+    cpu_key: str | None = None  # the server CPU per task over the same window
 
     def fmt(self, value: float | None) -> str:
         if value is None:
@@ -38,16 +43,47 @@ class Figure:
         return value >= self.target if self.higher_is_better else value <= self.target
 
 
-FIGURES = [
-    Figure("enqueue", "enqueue, sequential push", "tasks/s", True, 10_000),
-    Figure("enqueue_many", "enqueue, push_many", "tasks/s", True, 50_000),
-    Figure("e2e", "end-to-end, sequential push", "tasks/s", True, 10_000),
-    Figure("e2e_many", "end-to-end, push_many", "tasks/s", True),
+ONE_CLIENT = [
+    Figure("enqueue", "enqueue, sequential push", "tasks/s", True, 10_000, "cpu_enqueue"),
+    Figure("enqueue_many", "enqueue, push_many", "tasks/s", True, 50_000, "cpu_enqueue_many"),
+    Figure("e2e", "end-to-end, sequential push", "tasks/s", True, 10_000, "cpu_e2e"),
+    Figure("e2e_many", "end-to-end, push_many", "tasks/s", True, None, "cpu_e2e_many"),
     Figure("p50", "push latency p50", "ms", False, 0.1),
     Figure("p99", "push latency p99", "ms", False, 1.0),
+]
+MEMORY = [
     Figure("idle_rss", "idle RSS", "MiB", False, 45),
     Figure("peak_rss", "peak RSS", "MiB", False),
 ]
+FIGURES = ONE_CLIENT + MEMORY  # without --clients
+
+
+def many_clients(n: int) -> list[Figure]:
+    """The figures of the phase where ``n`` client processes push at once."""
+    c = f"_c{n}"
+    return [
+        Figure(
+            f"enqueue{c}",
+            f"{n} clients: enqueue, all at once",
+            "tasks/s",
+            True,
+            None,
+            f"cpu_enqueue{c}",
+        ),
+        Figure(f"e2e{c}", f"{n} clients: end-to-end", "tasks/s", True, None, f"cpu_e2e{c}"),
+        Figure(f"p50{c}", f"{n} clients: push latency p50", "ms", False, 1.0),
+        Figure(f"p99{c}", f"{n} clients: push latency p99", "ms", False, 5.0),
+    ]
+
+
+def figures(clients: list[int]) -> list[Figure]:
+    """The table's rows for a run with these client counts (``--clients``)."""
+    rows = list(ONE_CLIENT) if 1 in clients else []
+    for n in clients:
+        if n > 1:
+            rows += many_clients(n)
+    return rows + MEMORY
+
 
 SCALE_FIGURES = [
     ("tasks", "backlog (tasks waiting behind one busy worker)", "{:,.0f}"),
@@ -69,7 +105,19 @@ def median(values: list[float | None]) -> float | None:
 
 
 def medians(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
-    return {f.key: median([r.get(f.key) for r in rounds]) for f in FIGURES}
+    """The median of every number the rounds hold, key by key."""
+    keys = dict.fromkeys(
+        k for r in rounds for k, v in r.items() if isinstance(v, int | float) and k != "errors"
+    )
+    return {k: median([r.get(k) for r in rounds]) for k in keys}
+
+
+def ratios(
+    leek: dict[str, float | None], peer: dict[str, float | None], rows: list[Figure]
+) -> dict[str, float | None]:
+    """leek/peer for every figure of ``rows`` and its CPU per task (counts have none)."""
+    keys = [k for f in rows for k in (f.key, f.cpu_key) if k is not None]
+    return {k: ratio(leek.get(k), peer.get(k)) for k in keys}
 
 
 def ratio(leek: float | None, peer: float | None) -> float | None:
@@ -92,24 +140,40 @@ def table(rows: list[list[str]], right_from: int = 1) -> str:
     return "\n".join(lines)
 
 
-def main_table(systems: list[Any], results: dict[str, dict[str, float | None]], title: str) -> str:
-    """Rows are figures; columns: leek, its target, then each peer and leek/peer."""
+CPU_HEAD = "µs CPU"
+
+
+def cpu_cell(f: Figure, figures: dict[str, float | None]) -> str:
+    if f.cpu_key is None:
+        return ""
+    value = figures.get(f.cpu_key)
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def main_table(
+    systems: list[Any],
+    results: dict[str, dict[str, float | None]],
+    title: str,
+    rows_for: list[Figure] = FIGURES,
+) -> str:
+    """Rows are figures; columns: leek, its server CPU per task, its target, then each peer
+    with its server CPU per task and leek/peer."""
     leek = results["leek"]
     peers = [s for s in systems if s.name != "leek"]
-    head = [title, "leek", "target", ""]
+    head = [title, "leek", CPU_HEAD, "target", ""]
     for p in peers:
-        head += [p.column, "leek/"]
+        head += [p.column, CPU_HEAD, "leek/"]
     rows = [head]
-    for f in FIGURES:
+    for f in rows_for:
         if all(results[s.name].get(f.key) is None for s in systems):
             continue
         ok = f.meets(leek.get(f.key))
-        row = [f"{f.name} ({f.unit})", f.fmt(leek.get(f.key)), f.target_text()]
+        row = [f"{f.name} ({f.unit})", f.fmt(leek.get(f.key)), cpu_cell(f, leek), f.target_text()]
         row.append("" if ok is None else ("ok" if ok else "MISS"))
         for p in peers:
             value = results[p.name].get(f.key)
             r = ratio(leek.get(f.key), value)
-            row += [f.fmt(value), "—" if r is None else f"{r:,.2f}×"]
+            row += [f.fmt(value), cpu_cell(f, results[p.name]), "—" if r is None else f"{r:,.2f}×"]
         rows.append(row)
     return table(rows)
 

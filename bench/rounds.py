@@ -1,4 +1,8 @@
-"""One round of one system: start its server, run the client, read the server's memory."""
+"""One round of one system: start its server, run the client, read the server's memory.
+
+The client reads the server's CPU itself, at the edges of its timed windows: it is given the
+pid of the server's root process (``server_pid``), whose process tree it measures.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ def run_round(system: Any, workdir: Path, spec: dict[str, Any]) -> dict[str, Any
     server = system.start(workdir)
     client = None
     try:
-        spec = {**spec, **server.spec}
+        spec = {**spec, **server.spec, "server_pid": server.proc.pid}
         client = procs.spawn(
             [server.python, "-m", "bench.drive", json.dumps(spec)],
             env=server.env,
@@ -69,8 +73,9 @@ def run_round(system: Any, workdir: Path, spec: dict[str, Any]) -> dict[str, Any
         assert client.stdin is not None
         client.stdin.write(b"go\n")
         client.stdin.flush()
-        # Three waits for outcomes, each bounded by spec["timeout"], plus the pushes.
-        result = events.next(4 * spec["timeout"] + 60, f"{system.name} workload")
+        # Waits for outcomes and for pushers, each bounded by spec["timeout"], plus the pushes.
+        waits = 4 + 3 * len(spec["clients"])
+        result = events.next(waits * spec["timeout"] + 60, f"{system.name} workload")
         figures = dict(result["figures"])
         figures["idle_rss"] = idle
         figures["peak_rss"] = procs.peak_mib(server.proc.pid)

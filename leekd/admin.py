@@ -11,28 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from .admin_retry import retry_through_leekd, task_link
 from .models import FailedTask, QueuedTask, State, SuccessTask
 
-RETRY_CHUNK = 1000  # leekd's limit per retry_failed request
 RECENT = 1000  # tasks the queue filter looks at for queue names
 _PRE = "white-space: pre-wrap; font-size: 12px; margin: 0; max-height: 40em; overflow: auto"
 
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _task_link(task_id: int | None) -> str:
-    if task_id is None:
-        return "-"
-    url = reverse("admin:leekd_queuedtask_change", args=[task_id])
-    return format_html('<a href="{}">#{}</a>', url, task_id)
 
 
 def _args(preview: str) -> str:
@@ -156,7 +149,7 @@ class QueuedTaskAdmin(RecordAdmin):
         if failure is None:
             return "-"
         ids = failure.retries.order_by("id").values_list("id", flat=True)
-        return format_html_join(", ", "{}", ((_task_link(i),) for i in ids)) or "-"
+        return format_html_join(", ", "{}", ((task_link(i),) for i in ids)) or "-"
 
 
 def _failure(task: QueuedTask) -> FailedTask | None:
@@ -198,7 +191,7 @@ class SuccessTaskAdmin(OutcomeAdmin):
 
     @admin.display(description="task", ordering="task_id")
     def task_id_link(self, obj: SuccessTask) -> str:
-        return _task_link(obj.task_id)
+        return task_link(obj.task_id)
 
     @admin.display(description="callable", ordering="task__name")
     def name(self, obj: SuccessTask) -> str:
@@ -274,7 +267,7 @@ class FailedTaskAdmin(OutcomeAdmin):
 
     @admin.display(description="task", ordering="task_id")
     def task_id_link(self, obj: FailedTask) -> str:
-        return _task_link(obj.task_id)
+        return task_link(obj.task_id)
 
     @admin.display(description="callable", ordering="task__name")
     def name(self, obj: FailedTask) -> str:
@@ -303,7 +296,7 @@ class FailedTaskAdmin(OutcomeAdmin):
     @admin.display(description="retried as")
     def retries_links(self, obj: FailedTask) -> str:
         ids = obj.retries.order_by("id").values_list("id", flat=True)
-        return format_html_join(", ", "{}", ((_task_link(i),) for i in ids)) or "-"
+        return format_html_join(", ", "{}", ((task_link(i),) for i in ids)) or "-"
 
     @admin.action(description="Retry selected failed tasks (skip those already retried)")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[FailedTask]) -> None:
@@ -314,37 +307,7 @@ class FailedTaskAdmin(OutcomeAdmin):
         self._retry(request, queryset, again=True)
 
     def _retry(self, request: HttpRequest, queryset: QuerySet[FailedTask], again: bool) -> None:
-        import leek
+        retry_through_leekd(self, request, sorted(queryset.values_list("pk", flat=True)), again)
 
-        ids = sorted(queryset.values_list("pk", flat=True))
-        new: list[int] = []
-        skipped = 0
-        try:
-            client = leek.get_client()
-            for start in range(0, len(ids), RETRY_CHUNK):
-                chunk = ids[start : start + RETRY_CHUNK]
-                reply = client.request("retry_failed", ids=chunk, again=again, limit=RETRY_CHUNK)
-                new += [t["new_id"] for t in reply["tasks"]]
-                skipped += int(reply.get("already_retried") or 0)
-        except leek.LeekError as exc:
-            done = f" ({len(new)} were queued before that)" if new else ""
-            self.message_user(
-                request, f"Could not retry through leekd: {exc}{done}", messages.ERROR
-            )
-            return
-        if new:
-            links = format_html_join(", ", "{}", ((_task_link(i),) for i in new))
-            self.message_user(
-                request,
-                format_html("Queued {} failed task(s) again as {}.", len(new), links),
-                messages.SUCCESS,
-            )
-        if skipped:
-            self.message_user(
-                request,
-                f"{skipped} selected task(s) had been retried already and were skipped; use "
-                "“Retry selected failed tasks, even those already retried” to queue them anyway.",
-                messages.WARNING,
-            )
-        if not new and not skipped:
-            self.message_user(request, "Nothing to retry.", messages.INFO)
+
+from . import admin_dashboard  # noqa: E402, F401  (registers the dashboard)

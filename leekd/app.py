@@ -31,7 +31,6 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
-from .job import Outcome, result_reply
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -76,6 +75,8 @@ class Leekd:
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
         self.results = ResultWaiters()  # result requests waiting for an outcome
+        self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
+        self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -155,21 +156,10 @@ class Leekd:
     ) -> Callable[[], None]:
         return self.results.watch(task_id, fn)
 
-    def _outcomes_committed(self, outcomes: list[Outcome]) -> None:
-        """From the committing thread: wake result waits (a dict check when nobody waits)."""
-        if not self.results or self._loop is None:
-            return
-        found = [
-            (o.job.id, result_reply(o.ok, o.result, o.exc_type, o.message, o.traceback))
-            for o in outcomes
-            if o.final and o.job.id in self.results
-        ]
-        if not found:
-            return
-        try:
-            self._loop.call_soon_threadsafe(self.results.wake, found)
-        except RuntimeError:
-            pass  # the loop has closed: nobody is waiting any more
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
 
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         from .store.purge import purge_job
@@ -229,9 +219,8 @@ class Leekd:
 
     def _new_worker(self) -> Worker:
         assert self.store is not None
-        worker = Worker(
-            self._next_slot, self.work, self.store.submit_outcome, self.config, self.slots
-        )
+        assert self._report is not None
+        worker = Worker(self._next_slot, self.work, self._report, self.config, self.slots)
         self._next_slot += 1
         return worker
 
@@ -245,6 +234,31 @@ class Leekd:
         )
         return RunningSlots(path)
 
+    def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
+        """With --metrics-port: serve them, and wrap the two hand-overs they count."""
+        if self.config.metrics_port is None:
+            return self.work.put_many, None
+        from .metrics import Collector, MetricsServer, TaskMetrics
+
+        tasks = TaskMetrics()
+        self.metrics = MetricsServer(
+            self.config.metrics_host, self.config.metrics_port, Collector(tasks, self.stats)
+        )
+        log.info("metrics on %s", self.metrics.url)
+        self.work.observer = tasks
+        put_many = self.work.put_many
+
+        def committed(jobs: Any) -> object:
+            return put_many(tasks.committed(jobs))
+
+        def report(outcome: Any) -> None:
+            if outcome.final:  # a retried attempt is not an end
+                tasks.ended(outcome)
+            assert self.store is not None
+            self.store.submit_outcome(outcome)
+
+        return committed, report
+
     async def serve(self, ready: Callable[[Leekd], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -254,9 +268,15 @@ class Leekd:
         def on_pushed(items: list[Any]) -> None:
             loop.call_soon_threadsafe(resolve_pushes, items)
 
-        self.store = Store(self.work.put_many, on_pushed)
+        try:
+            committed, report = self._start_metrics()
+        except BaseException:
+            self.listener.close()
+            raise
+        self.store = Store(committed, on_pushed)
+        self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
-        self.store.on_outcomes = self._outcomes_committed
+        self.store.on_outcomes = functools.partial(self.results.committed, loop)
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
@@ -342,6 +362,8 @@ class Leekd:
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()

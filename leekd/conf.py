@@ -37,6 +37,8 @@ class Config:
     retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
     settings: str | None = None  # Django settings module; None = embedded SQLite
     autodiscover: bool = True  # import each installed app's tasks module at start
+    metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
+    metrics_host: str = DEFAULT_HOST
 
     def validate(self) -> Config:
         if not 0 <= self.port <= 65535:
@@ -61,6 +63,8 @@ class Config:
             raise LeekConfigError("TLS needs a certificate (--tls-cert) and its key (--tls-key)")
         if self.unix and self.tls_cert:
             raise LeekConfigError("TLS is for TCP; a Unix socket never leaves this host")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise LeekConfigError(f"metrics port {self.metrics_port} is out of range 0..65535")
         if self.unix and len(os.fsencode(self.unix)) > 107:
             raise LeekConfigError(f"Unix socket path too long (107 bytes at most): {self.unix}")
         return self
@@ -87,6 +91,8 @@ _ENV = {
     "unix": "LEEK_UNIX",
     "tls_cert": "LEEK_TLS_CERT",
     "tls_key": "LEEK_TLS_KEY",
+    "metrics_port": "LEEK_METRICS_PORT",
+    "metrics_host": "LEEK_METRICS_HOST",
 }
 
 
@@ -140,7 +146,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             raise LeekConfigError(f"{source}: {name} must be True or False, not {value!r}")
         return value
     try:
-        if kind == "int":
+        if kind == "int" or (kind == "int | None" and value is not None):
             return int(value)
         if kind == "float":
             return float(value)

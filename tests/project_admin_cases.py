@@ -197,3 +197,75 @@ def test_unfinished_tasks_are_not_deleted(client, browser, leekd):
     assert gone.status_code == 302
     assert not QueuedTask.objects.filter(pk=bad).exists()
     waiting.delete()
+
+
+def count(html: str, queue: str, column: str) -> str:
+    row = re.search(rf'<tr data-queue="{queue}">(.*?)</tr>', html, re.S)
+    assert row is not None, f"no row for queue {queue}"
+    cell = re.search(rf'data-count="{column}">([^<]*)<', row.group(1))
+    assert cell is not None
+    return cell.group(1)
+
+
+def test_dashboard_counts_charts_slowest_and_failures(client, browser):
+    # Given two tasks that succeeded on "dash" and one that failed there,
+    ok = [client.push(tasks.add, (i, 1), queue="dash") for i in range(2)]
+    for task_id in ok:
+        wait_for(lambda t=task_id: client.status(t)["state"] == "succeeded")
+    bad = client.push(tasks.fail, ("dash boom",), queue="dash", max_retries=1)
+    wait_for(lambda: client.status(bad)["state"] == "failed")
+    # the admin index links the dashboard in leekd's section,
+    index = browser.get("/admin/").content.decode()
+    assert 'href="/admin/leekd/dashboard/"' in index
+    # and the dashboard shows the queue's counts, both charts, the slowest and the failure.
+    page = browser.get("/admin/leekd/dashboard/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert count(html, "dash", "succeeded") == "2" and count(html, "dash", "failed") == "1"
+    assert count(html, "dash", "waiting") == "0" and count(html, "dash", "running") == "0"
+    assert html.count('<svg class="leek-chart"') == 2 and 'class="leek-failed"' in html
+    assert "tests.tasks.add" in html.split('id="leek-slowest"')[1]
+    failure = FailedTask.objects.get(task_id=bad)
+    row = re.search(rf'<tr data-failure="{failure.pk}">(.*?)</tr>', html, re.S)
+    assert row is not None and "dash boom" in row.group(1) and ">Retry</button>" in row.group(1)
+    assert "leekd/dashboard.js" in html and 'data-url="/admin/leekd/dashboard/data/' in html
+    # The fragment the page refreshes from has the same figures, without the admin around it.
+    data = browser.get("/admin/leekd/dashboard/data/").content.decode()
+    assert count(data, "dash", "succeeded") == "2" and "<html" not in data
+
+
+def test_dashboard_retry_button_queues_the_failure_again(client, browser, tmp_path: Path):
+    task_id = failed(client, tasks.fail_until, str(tmp_path), "dash-flaky", 1)
+    failure = FailedTask.objects.get(task_id=task_id)
+    page = browser.post("/admin/leekd/dashboard/retry/", {"failure": failure.pk}, follow=True)
+    assert page.redirect_chain[-1][0] == "/admin/leekd/dashboard/"
+    retry = QueuedTask.objects.get(retry_of=failure)
+    html = page.content.decode()
+    assert re.search(rf"Queued 1 failed task\(s\) again as <a [^>]*>#{retry.pk}</a>", html)
+    row = re.search(rf'<tr data-failure="{failure.pk}">(.*?)</tr>', html, re.S)
+    assert row is not None and "retried as <a" in row.group(1)
+    wait_for(lambda: client.status(retry.pk)["state"] == "succeeded")
+    assert browser.get("/admin/leekd/dashboard/retry/").status_code == 405
+    missing = browser.post("/admin/leekd/dashboard/retry/", {"failure": 10**9}, follow=True)
+    assert "There is no failure #1000000000." in missing.content.decode()
+
+
+def test_dashboard_is_for_staff_only(leekd):
+    anonymous = Client()
+    assert anonymous.get("/admin/leekd/dashboard/").status_code == 302
+    assert anonymous.get("/admin/leekd/dashboard/data/").status_code == 302
+    assert anonymous.post("/admin/leekd/dashboard/retry/", {"failure": 1}).status_code == 302
+    staff, _ = User.objects.get_or_create(username="staff-no-perms", defaults={"is_staff": True})
+    web = Client()
+    web.force_login(staff)
+    assert web.get("/admin/leekd/dashboard/").status_code == 403
+    assert web.post("/admin/leekd/dashboard/retry/", {"failure": 1}).status_code == 403
+
+
+def test_dashboard_without_leekd_draws_from_the_database(client, browser, monkeypatch):
+    import leek
+
+    monkeypatch.setattr(leek.client, "_default", leek.Client(port=1, secret=SECRET))
+    html = browser.get("/admin/leekd/dashboard/").content.decode()
+    assert 'id="leek-live-problem"' in html and "leekd did not answer" in html
+    assert html.count('<svg class="leek-chart"') == 2

@@ -19,6 +19,10 @@ FIGURES = [
     "push latency p99 (ms)",
     "idle RSS (MiB)",
     "peak RSS (MiB)",
+    "2 clients: enqueue, all at once (tasks/s)",
+    "2 clients: end-to-end (tasks/s)",
+    "2 clients: push latency p50 (ms)",
+    "2 clients: push latency p99 (ms)",
     "memory per waiting task (bytes)",
     "start to ping with the backlog waiting (s)",
 ]
@@ -52,6 +56,15 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
         assert re.search(r"\d[\d,]*(\.\d+)?\s*($|\S)", line.split(name, 1)[1]), line
     floor = next((ln for ln in done.stdout.splitlines() if "floor:" in ln), "")
     assert re.search(r"p50 / p99 \d+\.\d+ / \d+\.\d+ ms", floor), done.stdout
+    # Every rate has the server's CPU per task beside it.
+    for name in [n for n in FIGURES if "tasks/s" in n]:
+        line = next(ln for ln in done.stdout.splitlines() if name in ln)
+        assert re.match(r"\s+[\d,]+\s+[\d,]+(\s|$)", line.split(name, 1)[1]), line
     assert out_json.exists()
-    assert set(json.loads(out_json.read_text())["floor"]) == {"threaded", "asyncio", "unix"}
+    data = json.loads(out_json.read_text())
+    assert set(data["floor"]) == {"threaded", "asyncio", "unix"}
+    leek = data["systems"]["leek"]["median"]
+    for key in ("cpu_enqueue", "cpu_e2e", "cpu_e2e_many", "cpu_enqueue_c2", "cpu_e2e_c2"):
+        assert leek[key] >= 0, key
+    assert leek["tasks_c2"] == 300 and leek["clients_c2"] == 2
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"

@@ -60,7 +60,9 @@ class HueySystem:
             log=log,
         )
         # No line says "ready" at -q: the client's warm-up task waits for the consumer.
-        return Server(proc, log, str(self.venv / "bin" / "python"), env, {"driver": __name__})
+        # Its client enqueues into SQLite itself: no server takes part in a push.
+        spec = {"driver": __name__, "server_enqueues": False}
+        return Server(proc, log, str(self.venv / "bin" / "python"), env, spec)
 
 
 class Driver:

@@ -1,7 +1,13 @@
-"""leek, measured from this checkout: ``leekd run`` from the project's venv, 4 workers."""
+"""leek, measured from this checkout: ``leekd run`` from the project's venv, 4 workers.
+
+``BENCH_LEEKD_ARGS`` adds flags to ``leekd run`` (e.g. ``--metrics-port 0`` to measure
+what metrics cost).
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
 import sqlite3
 import sys
 from pathlib import Path
@@ -29,6 +35,7 @@ def leekd_cmd(port: int, db: Path, workers: int, log_level: str = "warning") -> 
         str(workers),
         "--log-level",
         log_level,
+        *shlex.split(os.environ.get("BENCH_LEEKD_ARGS", "")),
     ]
 
 

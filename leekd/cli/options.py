@@ -118,6 +118,18 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         "--secret",
         help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
     )
+    g.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port, 0 for any free one; needs "
+        "leekd[metrics] (env LEEK_METRICS_PORT; default: off)",
+    )
+    g.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        help="address the metrics listen on (env LEEK_METRICS_HOST; default 127.0.0.1)",
+    )
     add_listen_options(p)
     g.add_argument(
         "--log-level",
@@ -204,6 +216,8 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
         "secret",
         "max_deaths",
         "retention",
+        "metrics_port",
+        "metrics_host",
     )
     flags = {n: getattr(args, n, None) for n in names}
     flags["timeout"] = getattr(args, "task_timeout", None)

@@ -24,7 +24,15 @@ from leek.errors import (
 )
 
 from ..conf import format_duration
-from .options import duration, load_client_settings, port_number, positive_int, seconds
+from .options import (
+    duration,
+    load_client_settings,
+    port_number,
+    positive_int,
+    positive_seconds,
+    seconds,
+)
+from .top import cmd_top
 
 EX_OK = 0
 EX_FAILURE = 1  # unreachable, refused, or not configured
@@ -260,10 +268,18 @@ def cmd_drain(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
 # ---------------------------------------------------------------- entry point
 
 
+def failure_count(text: str) -> int:
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{value} is more than 100")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leek-shell",
-        description="Ask a running leekd how it is, look up a task, purge old records.",
+        description="Ask a running leekd how it is, watch it live, look up a task, purge old "
+        "records.",
         epilog="Exit status: 0 done, 1 leekd unreachable or it refused, 2 bad usage.",
     )
     add_connection_options(parser)
@@ -288,6 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
         "purge", cmd_purge, "delete records of tasks that finished long enough ago", [as_json]
     )
     add_purge_arguments(purge)
+    top = command(
+        "top", cmd_top, "a live view: queues, rates, busy workers, latest failures (q quits)"
+    )
+    top.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=1.0,
+        help="seconds between refreshes (default %(default)g)",
+    )
+    top.add_argument(
+        "--failures",
+        type=failure_count,
+        default=5,
+        help="latest failures shown, 1 to 100 (default %(default)d)",
+    )
     command(
         "drain",
         cmd_drain,

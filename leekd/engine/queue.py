@@ -17,6 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..job import Job
 
@@ -29,6 +30,14 @@ class QueueStats:
     succeeded: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
+
+
+class Observer(Protocol):
+    """Told when a job starts or is given back for a retry (metrics); called outside the lock."""
+
+    def started(self, job: Job) -> None: ...
+
+    def retried_later(self, job: Job) -> None: ...
 
 
 class TaskQueue:
@@ -44,6 +53,7 @@ class TaskQueue:
         self._running: dict[int, Job] = {}
         self.stats = QueueStats()
         self.closed = False
+        self.observer: Observer | None = None  # None unless metrics are on: nothing to pay
 
     def put_many(self, jobs: Iterable[Job]) -> int:
         """Queue jobs and wake as many workers as became ready."""
@@ -90,6 +100,8 @@ class TaskQueue:
             self.stats.retried[job.queue] += 1
             self._later(job, delay, scheduled=False)
             self._cond.notify()
+        if self.observer is not None:
+            self.observer.retried_later(job)
 
     def _promote(self, now: float) -> None:
         """Move every timed job that is due to the ready side."""
@@ -128,13 +140,16 @@ class TaskQueue:
                     self.stats.waiting[job.queue] -= 1
                     self.stats.running[job.queue] += 1
                     self._running[job.id] = job
-                    return job
+                    break
                 wait = deadline - now
                 if self._timed:
                     wait = min(wait, self._timed[0][0] - now)
                 if wait <= 0 and deadline <= now:
                     return None
                 self._cond.wait(max(wait, 0.0005))
+        if self.observer is not None:
+            self.observer.started(job)
+        return job
 
     def done(self, job: Job, ok: bool) -> None:
         with self._cond:

@@ -45,6 +45,9 @@ class LeekdAPI(Protocol):
         """On the loop: call ``fn`` with the result once the task's outcome is committed;
         returns a function that cancels the watch."""
 
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        """The latest ``limit`` failures, newest first (blocking)."""
+
     def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a purge request (``ValueError`` for the client); returns the blocking work."""
 

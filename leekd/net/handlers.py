@@ -124,6 +124,16 @@ class Handlers:
 
         self._in_pool(lambda: self.api.task_status(task_id), wrap)
 
+    def handle_failures(self, args: dict[str, Any]) -> None:
+        """The latest failures, newest first: ``limit`` of them (1 to 100, default 10)."""
+        limit = args.get("limit", 10)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+            self._answer(
+                Slot(Error(ErrorCode.REJECTED, "failures takes a limit from 1 to 100 (default 10)"))
+            )
+            return
+        self._in_pool(lambda: self.api.latest_failures(limit), Reply)
+
     def handle_drain(self, args: dict[str, Any]) -> None:
         """Stop gracefully, as SIGTERM does: for hosts where signals cannot reach leekd."""
         log.info("drain requested by %s", self.peer)

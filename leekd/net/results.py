@@ -13,6 +13,8 @@ from typing import Any
 
 from leek.protocol import Error, ErrorCode, Reply
 
+from ..job import Outcome, result_reply
+
 MAX_WAIT = 3600.0  # seconds one request may wait; the client asks again for longer waits
 MAX_WAITERS = 64  # result waits open at once on one connection
 
@@ -43,6 +45,22 @@ class ResultWaiters:
                     del self._by_task[task_id]
 
         return cancel
+
+    def committed(self, loop: asyncio.AbstractEventLoop, outcomes: list[Outcome]) -> None:
+        """From the committing thread: wake the waits these outcomes end (a dict check when
+        nobody waits; a retried attempt ends none)."""
+        if not self._by_task:
+            return
+        found = [
+            (o.job.id, result_reply(o.ok, o.result, o.exc_type, o.message, o.traceback))
+            for o in outcomes
+            if o.final and o.job.id in self._by_task
+        ]
+        if found:
+            try:
+                loop.call_soon_threadsafe(self.wake, found)
+            except RuntimeError:
+                pass  # the loop has closed: nobody is waiting any more
 
     def wake(self, results: Iterable[tuple[int, ResultReply]]) -> None:
         for task_id, reply in results:

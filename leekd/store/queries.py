@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.db.models import Exists, OuterRef
 
 from ..job import result_reply
 from ..models import FailedTask, QueuedTask, SuccessTask
@@ -75,6 +76,18 @@ def task_result(task_id: int) -> dict[str, Any]:
         connection.close()
 
 
+MAX_FAILURES = 100  # rows one ``failures`` request may ask for
+MESSAGE_PREVIEW = 300  # characters of each message it carries
+
+
+def latest_failures(limit: int) -> list[dict[str, Any]]:
+    """The latest final failures, newest first, with what ``leek-shell top`` shows of each."""
+    try:
+        return _latest_failures(min(limit, MAX_FAILURES))
+    finally:
+        connection.close()
+
+
 def _task_result(task_id: int) -> dict[str, Any]:
     state = QueuedTask.objects.filter(pk=task_id).values_list("state", flat=True).first()
     if state is None:
@@ -99,3 +112,36 @@ def _task_result(task_id: int) -> dict[str, Any]:
     if state == "cancelled":
         return {"state": "cancelled"}
     return {"state": "pending"}
+
+
+def _latest_failures(limit: int) -> list[dict[str, Any]]:
+    retried = Exists(QueuedTask.objects.filter(retry_of=OuterRef("pk")))
+    rows = (
+        FailedTask.objects.order_by("-failed_at", "-id")
+        .annotate(retried=retried)
+        .values(
+            "id",
+            "task_id",
+            "task__name",
+            "task__queue",
+            "failed_at",
+            "attempts",
+            "exc_type",
+            "message",
+            "retried",
+        )[:limit]
+    )
+    return [
+        {
+            "failure_id": r["id"],
+            "id": r["task_id"],
+            "name": r["task__name"],
+            "queue": r["task__queue"],
+            "failed_at": r["failed_at"].isoformat(),
+            "attempts": r["attempts"],
+            "exc_type": r["exc_type"],
+            "message": r["message"][:MESSAGE_PREVIEW],
+            "retried": bool(r["retried"]),
+        }
+        for r in rows
+    ]

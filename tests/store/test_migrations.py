@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from ..helpers import ROOT, subprocess_env
@@ -38,14 +39,14 @@ def migrate(db: Path, *target: str) -> None:
 def test_an_old_database_migrates_forward_with_its_rows(tmp_path):
     db = tmp_path / "old.sqlite3"
     migrate(db, "0001")
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             "INSERT INTO leekd_queuedtask (queue, name, args_preview, payload, state, "
             "enqueued_at, attempts, max_retries, timeout, deaths) "
             "VALUES ('default', 'm.f', '', x'00', 'queued', '2026-01-01 00:00:00', 0, 0, 0, 0)"
         )
     migrate(db)
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         row = conn.execute(
             "SELECT name, state, priority, run_at, key FROM leekd_queuedtask"
         ).fetchall()

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("leekd", "0002_task_options")]
+    dependencies = [("leekd", "0003_dashboard")]
 
     operations = [
         migrations.AddField(
