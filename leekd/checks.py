@@ -34,6 +34,8 @@ KNOWN = {
     "on_commit",
     "eager",
     "capture",
+    "metrics_port",
+    "metrics_host",
 }
 
 
