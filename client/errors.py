@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LeekError(Exception):
     """Raised for anything leek cannot do; the base of every leek exception."""
@@ -65,3 +67,17 @@ class LeekCancelled(LeekError):
     def __init__(self, task_id: int) -> None:
         super().__init__(f"task {task_id} was cancelled; it will not run")
         self.task_id = task_id
+
+
+def raise_error(event: Any, where: str) -> None:
+    """Raise the exception for leekd's error frame ``event`` (an ``events.Error``)."""
+    from .events import ErrorCode
+
+    code = event.code
+    if code == ErrorCode.AUTH:
+        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
+    if code == ErrorCode.VERSION:
+        raise LeekVersionError(event.message, "version")
+    if code == ErrorCode.UNAVAILABLE:
+        raise LeekUnavailable(event.message, "unavailable")
+    raise LeekRejected(event.message, code.name.lower())

@@ -55,6 +55,7 @@ REQUEST_OPS = frozenset(
         "drain",
         "purge",
         "retry_failed",
+        "nodes",
         "failures",
     }
 )

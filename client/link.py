@@ -12,6 +12,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any, Self
 
 import cloudpickle
@@ -22,10 +23,10 @@ from .errors import (
     LeekConnectionError,
     LeekError,
     LeekProtocolError,
-    LeekRejected,
     LeekUnavailable,
-    LeekVersionError,
+    raise_error,
 )
+from .hosts import Hosts, resolve_hosts
 from .inline import Capture, Eager
 from .protocol import (
     CLOSED,
@@ -67,17 +68,6 @@ def too_large(name: str, size: int, limit: int) -> str:
     )
 
 
-def _raise_error(event: Error, where: str) -> None:
-    code = event.code
-    if code == ErrorCode.AUTH:
-        raise LeekAuthError(f"leekd at {where} refused our credentials: {event.message}")
-    if code == ErrorCode.VERSION:
-        raise LeekVersionError(event.message, "version")
-    if code == ErrorCode.UNAVAILABLE:
-        raise LeekUnavailable(event.message, "unavailable")
-    raise LeekRejected(event.message, code.name.lower())
-
-
 def forked() -> None:
     """In a child after ``fork()``: every socket made before belongs to the parent."""
     global _forks
@@ -103,8 +93,13 @@ class Link:
         unix: str | None = None,
         tls: bool | None = None,
         tls_ca: str | None = None,
+        hosts: Sequence[str] | str | None = None,
     ) -> None:
         self.host, self.port = resolve_address(host, port)
+        found = resolve_hosts(hosts) if hosts or (host is None and port is None) else None
+        self.hosts = Hosts(found) if found else None
+        if self.hosts is not None:
+            self.host, self.port = self.hosts.current
         self.transport = resolve_transport(
             unix, tls, tls_ca, tcp_given=host is not None or port is not None
         )
@@ -172,32 +167,41 @@ class Link:
 
     def _roundtrip(self, events: list[Any], wait: float = 0.0) -> list[Any]:
         with self._lock:
-            if self._forks != _forks:
-                self._sock, self._conn = None, None  # the parent's socket: leave it alone
-                self._forks = _forks
-            if self._sock is not None and self._stale():
-                self._drop()
-            fresh = self._sock is None
-            if fresh:
-                self._open()
-            try:
-                return self._exchange(events, wait)
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
-                if fresh:
-                    raise LeekConnectionError(
-                        f"lost the connection to leekd at {self.address}: {exc}"
-                    ) from exc
-            # A connection that looked alive failed: one fresh attempt (a push may then be
-            # recorded twice, which at-least-once allows).
+            for _ in range(len(self.hosts.addresses) - 1 if self.hosts else 0):
+                try:
+                    return self._roundtrip_here(events, wait)
+                except (LeekConnectionError, LeekUnavailable):  # the same records go on
+                    self._drop()
+                    assert self.hosts is not None
+                    self.host, self.port = self.hosts.advance()
+            return self._roundtrip_here(events, wait)
+
+    def _roundtrip_here(self, events: list[Any], wait: float) -> list[Any]:
+        if self._forks != _forks:
+            self._sock, self._conn = None, None  # the parent's socket: leave it alone
+            self._forks = _forks
+        if self._sock is not None and self._stale():
+            self._drop()
+        fresh = self._sock is None
+        if fresh:
             self._open()
-            try:
-                return self._exchange(events, wait)
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
+        try:
+            return self._exchange(events, wait)
+        except (OSError, LeekConnectionError) as exc:
+            self._drop()
+            if fresh:
                 raise LeekConnectionError(
                     f"lost the connection to leekd at {self.address}: {exc}"
                 ) from exc
+        # A connection that looked alive failed: one fresh attempt, with the same keys.
+        self._open()
+        try:
+            return self._exchange(events, wait)
+        except (OSError, LeekConnectionError) as exc:
+            self._drop()
+            raise LeekConnectionError(
+                f"lost the connection to leekd at {self.address}: {exc}"
+            ) from exc
 
     def _exchange(self, events: list[Any], wait: float = 0.0) -> list[Any]:
         assert self._sock is not None and self._conn is not None
@@ -224,7 +228,7 @@ class Link:
             if isinstance(event, Error):
                 if len(events) > 1:
                     self._drop()  # answers still owed for the rest of the pipeline
-                _raise_error(event, self.address)
+                raise_error(event, self.address)
             replies.append(event)
         return replies
 
@@ -275,13 +279,13 @@ class Link:
         try:
             hello = self._read_event()
             if isinstance(hello, Error):
-                _raise_error(hello, self.address)  # refused before the greeting
+                raise_error(hello, self.address)  # refused before the greeting
             if not isinstance(hello, ServerHello):
                 raise LeekProtocolError("leekd did not greet us")
             sock.sendall(self._conn.hello(client_info()))
             welcome = self._read_event()
             if isinstance(welcome, Error):
-                _raise_error(welcome, self.address)
+                raise_error(welcome, self.address)
             if not isinstance(welcome, Welcome):
                 raise LeekProtocolError("leekd did not welcome us")
             self.server_info = welcome.info

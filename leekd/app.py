@@ -21,7 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from leek import __version__
 from leek.protocol import TaskRecord
@@ -31,6 +32,7 @@ from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
+from .lookups import Lookups
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -40,10 +42,13 @@ from .net.server import Server
 from .notify import sd_notify
 from .store.commit import OUTCOME_DELAY, Store
 
+if TYPE_CHECKING:
+    from .cluster.member import Member
+
 log = logging.getLogger("leekd.server")
 
 
-class Leekd:
+class Leekd(Lookups):
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
@@ -75,6 +80,7 @@ class Leekd:
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
         self.results = ResultWaiters()  # result requests waiting for an outcome
+        self.member: Member | None = None  # on PostgreSQL: this node among the others
         self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
         self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
 
@@ -139,37 +145,13 @@ class Leekd:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
+            **({"cluster": self.member.stats()} if self.member else {}),
         }
-
-    def task_status(self, task_id: int) -> dict[str, Any] | None:
-        from .store.queries import task_status  # needs Django's app registry, ready by now
-
-        return task_status(task_id)
-
-    def task_result(self, task_id: int) -> dict[str, Any]:
-        from .store.queries import task_result
-
-        return task_result(task_id)
 
     def watch_result(
         self, task_id: int, fn: Callable[[dict[str, Any]], None]
     ) -> Callable[[], None]:
         return self.results.watch(task_id, fn)
-
-    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
-        from .store.queries import latest_failures
-
-        return latest_failures(limit)
-
-    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from .store.purge import purge_job
-
-        return purge_job(args)
-
-    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        from .store.retry import retry_job
-
-        return retry_job(args, self.store)
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -214,7 +196,10 @@ class Leekd:
             if dead:
                 self.poisoned = count_deaths(dead, self.config.max_deaths)
             self.slots.clear()
-        self.recovered = recover(self.work.put_many)
+        if self.member is not None:
+            self.recovered = self.member.join_cluster()
+        else:
+            self.recovered = recover(self.work.put_many)
         return self.recovered
 
     def _new_worker(self) -> Worker:
@@ -228,11 +213,18 @@ class Leekd:
         from django.conf import settings
         from django.db import connection
 
-        path = self.config.running_file or default_path(
+        path: Path | str = self.config.running_file or default_path(
             str(connection.settings_dict.get("NAME") or ""),
             embedded=getattr(settings, "LEEK_EMBEDDED", False),
         )
+        if self.member is not None and not self.config.running_file:  # one ledger per node
+            path = Path(path).with_name(f"leekd-{self.member.node.replace('/', '_')}.running")
         return RunningSlots(path)
+
+    def _join(self) -> None:
+        from .node import member_for  # on PostgreSQL, a node among others (cluster/)
+
+        self.member = member_for(self)
 
     def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
         """With --metrics-port: serve them, and wrap the two hand-overs they count."""
@@ -277,6 +269,7 @@ class Leekd:
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.store.on_outcomes = functools.partial(self.results.committed, loop)
+        self._join()
         self.slots = self._open_slots()
         t0 = time.monotonic()
         recovered = await loop.run_in_executor(self.pool, self.recover)
@@ -288,8 +281,12 @@ class Leekd:
             w.start()
         self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
         self.watchdog.start()
+        if self.member is not None:
+            self.member.start()
         await self.net.start(self.listener)
         self.port = self.listener.port
+        if self.member is not None:
+            self.member.address = self.listener.where  # the real port, for `leek-shell nodes`
         log.info(
             "leekd %s listening on %s (pid %d, %d workers, Python %s)",
             __version__,
@@ -361,6 +358,8 @@ class Leekd:
         flushed = await loop.run_in_executor(None, functools.partial(self.store.stop, 10.0))
         if not flushed:
             log.error("stopping: the database writer did not finish in 10s")
+        if self.member is not None:  # after the last outcome: the others take the rest
+            await loop.run_in_executor(None, functools.partial(self.member.stop, 5.0))
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.metrics is not None:
             self.metrics.close()

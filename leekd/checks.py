@@ -9,6 +9,9 @@ from django.core import checks
 
 KNOWN = {
     "kill_after",
+    "node",
+    "lease",
+    "hosts",
     "running_file",
     "host",
     "port",

@@ -37,6 +37,8 @@ class Config:
     retention: float = 0.0  # seconds finished records are kept ("30d" in settings); 0 = forever
     settings: str | None = None  # Django settings module; None = embedded SQLite
     autodiscover: bool = True  # import each installed app's tasks module at start
+    node: str | None = None  # this node's name on a shared PostgreSQL; default host:port
+    lease: float = 30.0  # a node silent this long is dead and its tasks are taken over
     metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
     metrics_host: str = DEFAULT_HOST
 
@@ -51,6 +53,10 @@ class Config:
             )
         if self.grace < 0 or self.retry_delay < 0 or self.timeout < 0:
             raise LeekConfigError("grace, retry_delay and timeout must not be negative")
+        if not 0.5 <= self.lease <= 86400:
+            raise LeekConfigError(f"lease must be 0.5 s to a day, not {self.lease:g}")
+        if self.node is not None and not 0 < len(self.node) <= 100:
+            raise LeekConfigError("node names are 1 to 100 characters")
         if self.retention < 0:
             raise LeekConfigError("retention must not be negative (0 keeps records forever)")
         if self.max_frame < 1024:
@@ -91,6 +97,8 @@ _ENV = {
     "unix": "LEEK_UNIX",
     "tls_cert": "LEEK_TLS_CERT",
     "tls_key": "LEEK_TLS_KEY",
+    "node": "LEEK_NODE",
+    "lease": "LEEK_LEASE",
     "metrics_port": "LEEK_METRICS_PORT",
     "metrics_host": "LEEK_METRICS_HOST",
 }
@@ -135,9 +143,9 @@ def format_duration(seconds: float) -> str:
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
-    if name == "retention":
+    if name in ("retention", "lease"):
         try:
-            return parse_duration(value or 0)
+            return parse_duration(value or 0) if name == "retention" else parse_duration(value)
         except ValueError as exc:
             raise LeekConfigError(f"{source}: {exc}") from None
     kind = {f.name: f.type for f in fields(Config)}[name]

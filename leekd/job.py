@@ -27,6 +27,7 @@ class Job:
     attempts: int = 0
     deaths: int = 0
     workers: list[str] | None = None  # who ran each attempt of this process's life
+    lost: bool = False  # another node took it over: record nothing for it
 
 
 @dataclass(slots=True)

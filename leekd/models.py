@@ -65,6 +65,18 @@ class QueuedTask(models.Model):
         blank=True,
         help_text="while a task with this key is unfinished, pushes with it return its id",
     )
+    owner = models.CharField(
+        max_length=100,
+        default="",
+        db_default="",
+        blank=True,
+        help_text="the node that runs it (several nodes on one PostgreSQL); empty on one node",
+    )
+    epoch = models.BigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="the owner's epoch: its outcome is written only while this still holds",
+    )
     retry_of = models.ForeignKey(
         "FailedTask",
         null=True,
@@ -163,3 +175,27 @@ class Dashboard(QueuedTask):
         proxy = True
         verbose_name = "dashboard"
         verbose_name_plural = "dashboard"
+
+
+class Node(models.Model):
+    """A leekd sharing this database with others: alive while its heartbeat is fresh.
+
+    ``epoch`` grows each time the node joins and each time another node takes its tasks
+    over, so a node that was cut off learns, at its next heartbeat, that it lost them.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    address = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField(default=0)
+    epoch = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField()
+    heartbeat = models.DateTimeField()
+    stopped = models.BooleanField(default=False, help_text="left cleanly; its tasks are free")
+    waiting = models.IntegerField(default=0, help_text="tasks waiting, at the last heartbeat")
+    running = models.IntegerField(default=0, help_text="tasks running, at the last heartbeat")
+
+    class Meta:
+        verbose_name = "node"
+
+    def __str__(self) -> str:
+        return self.name

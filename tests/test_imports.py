@@ -20,7 +20,7 @@ PACKAGES = {"leek": ROOT / "client", "leekd": ROOT / "leekd"}
 MAX_LINES = 400
 
 BY_PACKAGE = pytest.mark.parametrize("package", ["leek", "leekd"])
-PARTS = ("leekd.net", "leekd.engine", "leekd.store")  # meet only in leekd.app
+PARTS = ("leekd.net", "leekd.engine", "leekd.store", "leekd.cluster")  # meet in leekd.app
 
 
 @cache

@@ -115,6 +115,17 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         "(default 0: keep forever)",
     )
     g.add_argument(
+        "--node",
+        help="this node's name among several on one PostgreSQL (env LEEK_NODE; default "
+        "host name:port)",
+    )
+    g.add_argument(
+        "--lease",
+        type=duration,
+        help="a node whose heartbeat is older than this is dead and its tasks are taken "
+        "over, e.g. 30s (env LEEK_LEASE; default 30s; PostgreSQL only)",
+    )
+    g.add_argument(
         "--secret",
         help="shared secret; prefer env LEEK_SECRET, as arguments are visible in `ps`",
     )
@@ -216,6 +227,8 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
         "secret",
         "max_deaths",
         "retention",
+        "node",
+        "lease",
         "metrics_port",
         "metrics_host",
     )

@@ -158,6 +158,16 @@ def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
         f"commits ({store.get('commits_on_loop', 0)} on the event loop), "
         f"{store.get('backlog', 0)} writes pending",
     )
+    cluster = stats.get("cluster")
+    if cluster:
+        total = cluster.get("total", {})
+        say(
+            out,
+            f"node {cluster.get('node')} (epoch {cluster.get('epoch')}), "
+            f"{total.get('alive', 0)} node(s) alive: {total.get('waiting', 0)} waiting, "
+            f"{total.get('running', 0)} running, {total.get('unfinished', 0)} unfinished in all; "
+            f"{cluster.get('taken_over', 0)} taken over from others, {cluster.get('lost', 0)} lost",
+        )
     queues = stats.get("queues", {})
     if not queues:
         say(out, "no tasks seen since start")
@@ -175,6 +185,32 @@ def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
             v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)
         ]
         say(out, "  ".join(cells).rstrip())
+
+
+NODE_COLUMNS = ("address", "lease", "heartbeat", "waiting", "running", "unfinished")
+
+
+def cmd_nodes(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    info = client.request("nodes")
+    if args.json:
+        say(out, json.dumps(info, indent=2))
+        return
+    rows: list[tuple[str, ...]] = [("node", *NODE_COLUMNS)]
+    for n in info.get("nodes", []):
+        me = " *" if n.get("name") == info.get("me") else ""
+        rows.append(
+            (
+                f"{n.get('name')}{me}",
+                str(n.get("address", "")),
+                str(n.get("lease", "")),
+                f"{n.get('heartbeat_age', 0):.1f}s ago",
+                *(str(n.get(k, 0)) for k in ("waiting", "running", "unfinished")),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        say(out, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    say(out, f"lease {info.get('lease', 0):g}s; * answered this request")
 
 
 def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -298,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("waiting", cmd_waiting, "the number of tasks queued and not yet started")
     command("handled", cmd_handled, "the number of tasks finished since leekd started")
     command("stats", cmd_stats, "counters per queue, workers and database", [as_json])
+    command(
+        "nodes",
+        cmd_nodes,
+        "every leekd on this PostgreSQL: address, heartbeat age, lease, waiting and running",
+        [as_json],
+    )
     status = command("status", cmd_status, "one task's state, error and traceback", [as_json])
     status.add_argument("id", type=positive_int, help="the task id")
     purge = command(

@@ -53,6 +53,7 @@ class TaskQueue:
         self._running: dict[int, Job] = {}
         self.stats = QueueStats()
         self.closed = False
+        self.held = False  # no job handed out: this node may have lost its tasks
         self.observer: Observer | None = None  # None unless metrics are on: nothing to pay
 
     def put_many(self, jobs: Iterable[Job]) -> int:
@@ -133,6 +134,11 @@ class TaskQueue:
                 if self.closed:
                     return None
                 now = time.monotonic()
+                if self.held:
+                    if deadline <= now:
+                        return None
+                    self._cond.wait(deadline - now)
+                    continue
                 if self._timed and self._timed[0][0] <= now:
                     self._promote(now)
                 job = self._pop_ready()
@@ -162,6 +168,64 @@ class TaskQueue:
         with self._cond:
             self._running.pop(job.id, None)
             self.stats.running[job.queue] -= 1
+
+    def hold(self, held: bool) -> None:
+        """Stop (or resume) handing out jobs, keeping them."""
+        with self._cond:
+            self.held = held
+            self._cond.notify_all()
+
+    def drop(self, ids: set[int]) -> list[Job]:
+        """Forget the jobs with these ids, waiting or running; returns the running ones.
+
+        For a node whose tasks another node took over: it must not start them, and what
+        it is running it stops where it can (the caller interrupts those).
+        """
+        with self._cond:
+            kept: deque[Job] = deque()
+            for job in self._ready:
+                if job.id in ids:
+                    job.lost = True
+                    self.stats.waiting[job.queue] -= 1
+                else:
+                    kept.append(job)
+            self._ready = kept
+            ranked: list[tuple[int, int, Job]] = []
+            for entry in self._ranked:
+                if entry[2].id in ids:
+                    entry[2].lost = True
+                    self.stats.waiting[entry[2].queue] -= 1
+                else:
+                    ranked.append(entry)
+            heapq.heapify(ranked)
+            self._ranked = ranked
+            timed: list[tuple[float, int, Job, bool]] = []
+            for slot in self._timed:
+                job, scheduled = slot[2], slot[3]
+                if job.id not in ids:
+                    timed.append(slot)
+                    continue
+                job.lost = True
+                if scheduled:
+                    self._scheduled -= 1
+                    self.stats.scheduled[job.queue] -= 1
+                else:
+                    self.stats.waiting[job.queue] -= 1
+            heapq.heapify(timed)
+            self._timed = timed
+            running = [job for i, job in self._running.items() if i in ids]
+            for job in running:
+                job.lost = True
+            return running
+
+    def known(self) -> set[int]:
+        """Ids of every job held here, waiting, timed or running."""
+        with self._cond:
+            ids = {job.id for job in self._ready}
+            ids.update(entry[2].id for entry in self._ranked)
+            ids.update(entry[2].id for entry in self._timed)
+            ids.update(self._running)
+            return ids
 
     def close(self) -> None:
         with self._cond:

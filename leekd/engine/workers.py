@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from ..conf import Config
 from ..job import Job, Outcome, current
-from .interrupt import cancel_pending
+from .interrupt import cancel_pending, raise_in_thread
 from .queue import TaskQueue
 from .running import RunningSlots
 
@@ -66,6 +66,13 @@ def tidy_connections() -> None:
 
 class TaskTimeout(Exception):
     """Raised inside a task's thread when it runs past its time limit."""
+
+
+class TaskTakenOver(BaseException):
+    """Raised inside a task's thread when another node took the task over.
+
+    A BaseException, so a task's own ``except Exception`` does not swallow it.
+    """
 
 
 def _pickled_result(result: Any) -> bytes | None:
@@ -116,6 +123,9 @@ class Worker(threading.Thread):
                     if not self.claimed and not self.retired:
                         exc = TaskTimeout("task exceeded its time limit")
                         record_failure(self.work, self.report, job, exc, 0.0)
+                except TaskTakenOver:
+                    if not self.claimed:  # fired outside the task's code
+                        self.work.release(job)
         finally:
             connections.close_all()
 
@@ -166,7 +176,7 @@ class Worker(threading.Thread):
             self._fail(job, exc, t0)
             return
         duration = time.perf_counter() - t0
-        if not self._claim():
+        if not self._claim() or self._lost(job):
             return
         self.work.done(job, ok=True)
         self.report(
@@ -181,19 +191,29 @@ class Worker(threading.Thread):
         )
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
 
+    def _lost(self, job: Job) -> bool:
+        """True if another node took the job over: it is forgotten here, nothing recorded."""
+        if not job.lost:
+            return False
+        self.work.release(job)
+        log.warning(
+            "task %d %s was taken over by another node; nothing recorded here", job.id, job.name
+        )
+        return True
+
     def _claim(self) -> bool:
         """True if this thread may still report its job (the watchdog has not taken it over)."""
         with self.lock:
             self.deadline = None  # no timeout may hit us from here on
-            if self.interrupted:
-                cancel_pending(self)  # the task ended before the timeout fired
+            if self.interrupted or (self.current is not None and self.current.lost):
+                cancel_pending(self)  # the task ended before the interrupt fired
             self.claimed = not self.retired
             return self.claimed
 
     def _fail(
         self, job: Job, exc: BaseException, t0: float, prefix: str = "", retry: bool = True
     ) -> None:
-        if not self._claim():
+        if not self._claim() or self._lost(job):
             return
         duration = time.perf_counter() - t0
         attempts = job.max_retries or self.config.max_retries
@@ -238,6 +258,18 @@ def failure(
         final=final,
         attempt=job.attempts,
     )
+
+
+def stop_lost(workers: list[Worker], lost: list[Job]) -> int:
+    """Interrupt the workers running jobs another node took over; returns how many."""
+    ids = {job.id for job in lost}
+    n = 0
+    for w in list(workers):
+        with w.lock:
+            job = w.current
+            if job is not None and job.id in ids and not w.claimed and not w.retired:
+                n += raise_in_thread(w, TaskTakenOver)
+    return n
 
 
 def record_failure(

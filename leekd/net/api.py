@@ -54,4 +54,7 @@ class LeekdAPI(Protocol):
     def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         """Check a retry_failed request; returns the blocking work."""
 
+    def nodes_job(self) -> Callable[[], dict[str, Any]]:
+        """Check a nodes request (``ValueError`` on one node); returns the blocking work."""
+
     def request_stop(self, force: bool = False) -> None: ...

@@ -151,6 +151,9 @@ class Handlers:
             return
         self._maintenance(lambda: self.api.retry_job(args))
 
+    def handle_nodes(self, args: dict[str, Any]) -> None:
+        self._maintenance(self.api.nodes_job)
+
     def _maintenance(self, check: Callable[[], Callable[[], Any]]) -> None:
         """Check the arguments here, do the database work in the pool."""
         try:

@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, connections
 from django.utils import timezone
 
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import INSERT_CHUNK, insert_tasks, write_outcomes
+from .rows import INSERT_CHUNK, Fence, insert_deduped, insert_tasks, split_ids, write_outcomes
 from .sqlite import Checkpointer
 from .transaction import Transactions
 
@@ -93,6 +93,8 @@ class Store(Transactions):
         self.commits_on_loop = 0  # of those, made by the fast path
         self._utc_text = False  # datetimes go to the database as naive UTC text (SQLite)
         self.written = 0
+        self.fence: Fence | None = None  # several nodes: (node, epoch) owning what we write
+        self.on_fenced: Callable[[list[Outcome]], object] | None = None  # their tasks moved
 
     # ---- called from other threads
 
@@ -140,6 +142,12 @@ class Store(Transactions):
             self._checkpointer.stop_event.set()
             self._checkpointer.join(timeout)
         return not self._thread.is_alive()
+
+    def set_fence(self, fence: Fence | None) -> None:
+        """Own new rows and write outcomes as ``fence``; under the lock, so once this returns
+        no commit under the old fence is in flight (a query after it sees all it wrote)."""
+        with self._lock:
+            self.fence = fence
 
     @property
     def backlog(self) -> int:
@@ -251,7 +259,7 @@ class Store(Transactions):
         # CONN_MAX_AGE=0 that would reconnect on every commit); errors drop it below.
         with self._lock:
             try:
-                ids = self._commit(pushes, outcomes)
+                ids, fresh = self._commit(pushes, outcomes)
             except DatabaseError as exc:
                 self._failed(exc, pushes, outcomes)
                 return False
@@ -259,7 +267,7 @@ class Store(Transactions):
         if not self.healthy:
             log.warning("database writable again; %d outcomes written", len(outcomes))
         self.healthy, self.last_error = True, ""
-        self._settle(pushes, ids, self.on_pushed, on_loop=False)
+        self._settle(pushes, ids, self.on_pushed, False, fresh)
         return True
 
     def commit_here(
@@ -297,7 +305,7 @@ class Store(Transactions):
                 if self._waits:
                     raw.execute("PRAGMA busy_timeout=0")
                     self._waits = False
-                ids = self._commit(ops, outcomes, raw)
+                ids, fresh = self._commit(ops, outcomes, raw)
             except (DatabaseError, sqlite3.Error):
                 self._outcomes.extendleft(reversed(outcomes))
                 self._hand_over(ops)  # locked, say: the writer waits and reports
@@ -305,7 +313,7 @@ class Store(Transactions):
             self.commits_on_loop += 1
         finally:
             self._lock.release()
-        self._settle(ops, ids, answer, on_loop=True)
+        self._settle(ops, ids, answer, True, fresh)
 
     def _hand_over(self, ops: list[_PushOp]) -> None:
         """Give the writer what the fast path could not commit: these pushes, or the outcomes."""
@@ -316,8 +324,9 @@ class Store(Transactions):
 
     def _commit(
         self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
-    ) -> list[list[int]]:
-        """One transaction with every push and outcome; the new ids per push. Hold ``_lock``."""
+    ) -> tuple[list[list[int]], list[bool] | None]:
+        """One transaction with every push and outcome; the ids per push and, after a record
+        sent again, which records were inserted. Hold ``_lock``."""
         records = [r for op in pushes for r in op.records]
         retry_of = None
         if any(op.retry_of for op in pushes):
@@ -325,21 +334,30 @@ class Store(Transactions):
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
-        with self._transaction(raw, single) as (cur, ph):
-            flat = insert_tasks(cur, ph, records, timezone.now(), self._adapt, retry_of)
-            write_outcomes(cur, ph, outcomes, self._adapt)
+        fence, now, fresh = self.fence, timezone.now(), None
+        try:
+            with self._transaction(raw, single) as (cur, ph):
+                flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
+                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        except IntegrityError:  # a record sent again: done again, the duplicate skipped
+            with self._transaction(raw, False) as (cur, ph):
+                flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
+                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+        if lost and self.on_fenced is not None:
+            self.on_fenced(lost)
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         if outcomes and self.on_outcomes is not None:
             self.on_outcomes(outcomes)
-        ids, k = [], 0
-        for op in pushes:
-            ids.append(flat[k : k + len(op.records)])
-            k += len(op.records)
-        return ids
+        return split_ids(flat, [len(op.records) for op in pushes]), fresh
 
     def _settle(
-        self, pushes: list[_PushOp], ids: list[list[int]], answer: PushDone, on_loop: bool
+        self,
+        pushes: list[_PushOp],
+        ids: list[list[int]],
+        answer: PushDone,
+        on_loop: bool,
+        fresh: list[bool] | None = None,
     ) -> None:
         """After a commit: answer the pushes, queue their jobs, wake the workers.
 
@@ -352,11 +370,14 @@ class Store(Transactions):
         ]
         if on_loop and answers:
             answer(answers)
-        self.on_committed(
+        jobs = (
             Job(i, r.name, r.queue, r.payload, r.max_retries, r.timeout, r.priority, r.run_at)
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         )
+        if fresh is not None:  # a record sent again is queued already
+            jobs = (job for job, new in zip(jobs, fresh, strict=True) if new)
+        self.on_committed(jobs)
         if not on_loop and answers:
             answer(answers)
 

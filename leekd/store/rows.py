@@ -25,6 +25,10 @@ _TASK_COLUMNS = (
     "priority", "run_at", "key", "unique_key",
 )  # fmt: skip
 _INSERT_TASKS = f"INSERT INTO leekd_queuedtask ({', '.join(_TASK_COLUMNS)}) VALUES "
+# With several nodes each row also names its owner and epoch; alone, the defaults do.
+_OWNED_COLUMNS = (*_TASK_COLUMNS, "owner", "epoch")
+_INSERT_OWNED = f"INSERT INTO leekd_queuedtask ({', '.join(_OWNED_COLUMNS)}) VALUES "
+Fence = tuple[str, int]  # (node, epoch): who may write a task's outcome
 
 
 def insert_tasks(
@@ -34,9 +38,15 @@ def insert_tasks(
     now: datetime,
     adapt: Callable[[datetime], Any],
     retry_of: Sequence[int | None] | None,
+    owner: Fence | None = None,
 ) -> list[int]:
     when = adapt(now)
     ids: list[int] = []
+    head, width = (
+        (_INSERT_TASKS, len(_TASK_COLUMNS))
+        if owner is None
+        else (_INSERT_OWNED, len(_OWNED_COLUMNS))
+    )
     for start in range(0, len(records), INSERT_CHUNK):
         chunk = records[start : start + INSERT_CHUNK]
         params: list[Any] = []
@@ -47,7 +57,9 @@ def insert_tasks(
                 r.priority, adapt(datetime.fromtimestamp(r.run_at, UTC)) if r.run_at else None,
                 r.key or None, r.unique_key or None,
             )  # fmt: skip
-        values = _INSERT_TASKS + _rows(len(_TASK_COLUMNS), len(chunk), ph)
+            if owner is not None:
+                params += owner
+        values = head + _rows(width, len(chunk), ph)
         if len(chunk) == 1 and ph == "?":  # SQLite's own last rowid: no RETURNING table
             cur.execute(values, params)
             ids.append(cur.lastrowid)
@@ -61,16 +73,52 @@ def insert_tasks(
     return ids
 
 
+def insert_deduped(
+    cur: Any,
+    ph: str,
+    records: Sequence[TaskRecord],
+    now: datetime,
+    adapt: Callable[[datetime], Any],
+    retry_of: Sequence[int | None] | None,
+    owner: Fence | None = None,
+) -> tuple[list[int], list[bool]]:
+    """``insert_tasks`` after a plain insert met a ``key`` already in the table.
+
+    A push whose answer was lost is sent again with the same keys, perhaps to another node;
+    such a record gets the id recorded first and inserts nothing, so the other pushes of
+    the commit go through. Returns the ids and, per record, whether it was inserted.
+    """
+    ids: list[int] = []
+    fresh: list[bool] = []
+    for k, r in enumerate(records):
+        if r.key:
+            cur.execute(f"SELECT id FROM leekd_queuedtask WHERE key = {ph}", [r.key])
+            row = cur.fetchone()
+            if row is not None:
+                ids.append(row[0])
+                fresh.append(False)
+                continue
+        ids += insert_tasks(cur, ph, [r], now, adapt, [retry_of[k]] if retry_of else None, owner)
+        fresh.append(True)
+    return ids, fresh
+
+
 def write_outcomes(
-    cur: Any, ph: str, outcomes: list[Outcome], adapt: Callable[[datetime], Any]
-) -> None:
+    cur: Any,
+    ph: str,
+    outcomes: list[Outcome],
+    adapt: Callable[[datetime], Any],
+    fence: Fence | None = None,
+) -> list[Outcome]:
     """Outcome rows and task states; an outcome whose task row is gone is dropped.
 
     The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
     outcome would otherwise fail the foreign key, and with it every commit after.
+    With a ``fence`` only tasks this node still owns at its epoch are written; returns the
+    outcomes left out (their tasks were taken over by another node).
     """
     if not outcomes:
-        return
+        return []
     retried = [o for o in outcomes if not o.final]
     if retried:
         _insert_outcomes(
@@ -94,7 +142,10 @@ def write_outcomes(
         )
         outcomes = [o for o in outcomes if o.final]
         if not outcomes:
-            return
+            return []
+    lost: list[Outcome] = []
+    if fence is not None:
+        outcomes, lost = _fenced_states(cur, outcomes, fence)
     _insert_outcomes(
         cur,
         ph,
@@ -125,6 +176,8 @@ def write_outcomes(
             if not o.ok
         ],
     )
+    if fence is not None:
+        return lost  # the states are written already
     states = [
         (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
         for o in outcomes
@@ -135,7 +188,7 @@ def write_outcomes(
             f"WHERE id = {ph}",
             [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
         )
-        return
+        return lost
     for start in range(0, len(states), INSERT_CHUNK):
         chunk = states[start : start + INSERT_CHUNK]
         cur.execute(
@@ -144,6 +197,34 @@ def write_outcomes(
             "WHERE leekd_queuedtask.id = v.column1",
             [x for row in chunk for x in row],
         )
+    return lost
+
+
+def _fenced_states(
+    cur: Any, outcomes: list[Outcome], fence: Fence
+) -> tuple[list[Outcome], list[Outcome]]:
+    """Task states first, only where ``fence`` still owns the task (PostgreSQL).
+
+    The UPDATE locks each row it writes until the commit, so a takeover (which skips locked
+    rows and takes only unfinished ones) can no longer move it; the outcome rows follow for
+    the tasks it returned. Returns (written, lost).
+    """
+    mine: set[int] = set()
+    for start in range(0, len(outcomes), INSERT_CHUNK):
+        chunk = outcomes[start : start + INSERT_CHUNK]
+        params: list[Any] = []
+        for o in chunk:
+            params += (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
+        cur.execute(
+            "UPDATE leekd_queuedtask AS t SET state = v.s, attempts = v.a, deaths = v.d "
+            f"FROM (VALUES {_rows(4, len(chunk), '%s::bigint, %s, %s::int, %s::int')}) "
+            "AS v(i, s, a, d) WHERE t.id = v.i AND t.owner = %s AND t.epoch = %s "
+            "AND t.state = 'queued' RETURNING t.id",
+            [*params, *fence],
+        )
+        mine.update(row[0] for row in cur.fetchall())
+    written = [o for o in outcomes if o.job.id in mine]
+    return written, [o for o in outcomes if o.job.id not in mine]
 
 
 def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
@@ -179,5 +260,15 @@ _VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 @functools.lru_cache(maxsize=256)
 def _rows(width: int, count: int, ph: str = "?") -> str:
-    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders."""
-    return ", ".join(["(" + ", ".join([ph] * width) + ")"] * count)
+    """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders (or one row's text)."""
+    row = ph if "," in ph else ", ".join([ph] * width)
+    return ", ".join(["(" + row + ")"] * count)
+
+
+def split_ids(flat: list[int], sizes: list[int]) -> list[list[int]]:
+    """One commit's new ids, in record order, cut back into one list per push."""
+    ids, k = [], 0
+    for n in sizes:
+        ids.append(flat[k : k + n])
+        k += n
+    return ids

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("leekd", "0003_dashboard")]
+    dependencies = [("leekd", "0004_cluster")]
 
     operations = [
         migrations.AddField(

@@ -1,0 +1,93 @@
+"""This leekd as a node among others on one PostgreSQL: what the cluster may ask of it.
+
+``cluster/`` knows neither the engine nor the store; here its ``Host`` callbacks are
+answered with this node's queue, workers and store. Only ``app.py`` imports this.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from leek.errors import LeekConfigError
+
+from .cluster.member import Member
+from .engine.workers import stop_lost
+
+log = logging.getLogger("leekd.cluster")
+
+
+def member_for(app: Any) -> Member | None:
+    """This node's membership on PostgreSQL; None on one node (SQLite)."""
+    from django.db import connection
+
+    from .cluster.nodes import default_name
+
+    config = app.config
+    if connection.vendor != "postgresql":
+        if config.node:
+            raise LeekConfigError(
+                f"--node needs PostgreSQL: several nodes share one PostgreSQL database, and "
+                f"this one is {connection.vendor}; drop --node, or point leekd at PostgreSQL"
+            )
+        return None
+    name = config.node or default_name(config.unix or config.port)
+    address = config.unix or f"{config.host}:{config.port}"
+    assert app.store is not None
+    member = Member(name, address, config.lease, _Host(app))
+
+    def fenced(lost: list[Any]) -> None:
+        member.lost += len(lost)
+        ids = ", ".join(str(o.job.id) for o in lost[:10]) + (" …" if len(lost) > 10 else "")
+        log.warning(
+            "%d outcome(s) not recorded: another node owns those tasks now (%s)", len(lost), ids
+        )
+
+    app.store.on_fenced = fenced
+    return member
+
+
+class _Host:
+    """What the cluster may ask of this node's engine and store (cluster/member.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def counts(self) -> tuple[int, int]:
+        return self.app.work.waiting(), self.app.busy()
+
+    def hold(self, held: bool) -> None:
+        self.app.work.hold(held)
+
+    def fence(self, epoch: int) -> None:
+        assert self.app.store is not None and self.app.member is not None
+        self.app.store.set_fence((self.app.member.node, epoch))
+
+    def known(self) -> set[int]:
+        return self.app.work.known()
+
+    def drop(self, ids: set[int]) -> None:
+        stopped = stop_lost(self.app.workers, self.app.work.drop(ids))
+        log.warning("dropped %d task(s) another node owns now (%d interrupted)", len(ids), stopped)
+
+    def queue(self, jobs: Iterable[Any]) -> object:
+        return self.app.work.put_many(jobs)
+
+
+def nodes_job(member: Member | None) -> Any:
+    """The blocking work of a ``nodes`` request; ``ValueError`` on one node."""
+    if member is None:
+        raise ValueError("this leekd runs alone on SQLite: several nodes need PostgreSQL")
+
+    def nodes() -> dict[str, Any]:
+        from django.db import connection
+
+        from .cluster.nodes import list_nodes
+
+        try:
+            return {"me": member.node, "lease": member.lease, "nodes": list_nodes(member.lease)}
+        finally:
+            connection.close()
+
+    return nodes
