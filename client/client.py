@@ -18,7 +18,7 @@ from .errors import LeekError, LeekProtocolError
 from .link import Link, too_large
 from .protocol import MAX_TASKS_PER_PUSH, Push, Pushed, Reply, Request, TaskRecord
 from .records import OPTIONS, Task, make_record
-from .results import task_id_of, wait_result
+from .results import SHORT_STEP, STEP, task_id_of, wait_result
 
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
 
@@ -152,8 +152,10 @@ class Client(Link):
         tid = task_id_of(task_id)
         if self.inline is not None:
             return self.inline.result(tid, timeout)
+        # With several nodes only the one that ran the task wakes the wait: ask in short steps.
+        step = SHORT_STEP if self.hosts and len(self.hosts.addresses) > 1 else STEP
         return wait_result(
-            lambda wait: self.request("result", wait, id=tid, wait=wait), tid, timeout
+            lambda wait: self.request("result", wait, id=tid, wait=wait), tid, timeout, step
         )
 
     def waiter(self) -> Client:
@@ -173,6 +175,7 @@ class Client(Link):
                 unix=self.transport.unix,
                 tls=self.transport.tls,
                 tls_ca=self.transport.tls_ca,
+                hosts=[f"{h}:{p}" for h, p in self.hosts.addresses] if self.hosts else None,
             )
             local.client = found
             with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 from .errors import LeekCancelled, LeekError, LeekProtocolError, LeekTaskFailed, LeekTimeout
 
 STEP = 300.0  # seconds one request waits at most (leekd allows up to an hour)
+SHORT_STEP = 2.0  # the same with several nodes, where another node may record the outcome
 
 
 def task_id_of(value: Any) -> int:
@@ -54,14 +55,16 @@ def outcome_value(task_id: int, reply: Any) -> tuple[bool, Any]:
     raise LeekProtocolError(f"leekd answered a result request with state {state!r}")
 
 
-def wait_result(ask: Callable[[float], Any], task_id: int, timeout: float | None) -> Any:
+def wait_result(
+    ask: Callable[[float], Any], task_id: int, timeout: float | None, step: float = STEP
+) -> Any:
     """Ask (``ask(wait)`` sends one ``result`` request) until the task is done or time is up."""
     if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0):
         raise LeekError(f"timeout is a number of seconds (or None: no limit), not {timeout!r}")
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        left = STEP if deadline is None else max(0.0, deadline - time.monotonic())
-        done, value = outcome_value(task_id, ask(min(left, STEP)))
+        left = step if deadline is None else max(0.0, deadline - time.monotonic())
+        done, value = outcome_value(task_id, ask(min(left, step)))
         if done:
             return value
         if deadline is not None and time.monotonic() >= deadline:

@@ -122,7 +122,7 @@ class Worker(threading.Thread):
                     # The limit fired just as the task ended, outside its own code.
                     if not self.claimed and not self.retired:
                         exc = TaskTimeout("task exceeded its time limit")
-                        record_failure(self.work, self.report, job, exc, 0.0)
+                        record_failure(self.work, self.report, job, exc, 0.0, worker=self.worker_id)
                 except TaskTakenOver:
                     if not self.claimed:  # fired outside the task's code
                         self.work.release(job)
