@@ -14,6 +14,8 @@ from .errors import (
     LeekUnavailable,
     LeekVersionError,
 )
+from .jobs import create_job
+from .periodic import periodic
 from .tasks import task
 from .version import __version__ as __version__
 
@@ -30,9 +32,11 @@ __all__ = [
     "LeekTimeout",
     "LeekUnavailable",
     "LeekVersionError",
+    "create_job",
     "get_client",
     "push",
     "push_many",
+    "periodic",
     "push_task_to_queue",
     "result",
     "task",

@@ -45,19 +45,9 @@ class ErrorCode(enum.IntEnum):
 
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
-    {
-        "ping",
-        "waiting",
-        "handled",
-        "stats",
-        "status",
-        "result",
-        "drain",
-        "purge",
-        "retry_failed",
-        "nodes",
-        "failures",
-    }
+    {"ping", "waiting", "handled", "stats", "status", "result", "drain", "purge", "retry_failed"}
+    | {"failures", "nodes"}
+    | {"schedules", "create_job", "job", "resume_job"}
 )
 
 

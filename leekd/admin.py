@@ -17,23 +17,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from .admin_parts import RecordAdmin, _args, _pre, _short
 from .admin_retry import retry_through_leekd, task_link
 from .models import FailedTask, QueuedTask, State, SuccessTask
 
 RECENT = 1000  # tasks the queue filter looks at for queue names
-_PRE = "white-space: pre-wrap; font-size: 12px; margin: 0; max-height: 40em; overflow: auto"
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _args(preview: str) -> str:
-    return format_html('<span title="{}">{}</span>', preview, _short(preview)) if preview else "()"
-
-
-def _pre(text: str) -> str:
-    return format_html('<pre style="{}">{}</pre>', _PRE, text) if text else "-"
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -53,19 +41,6 @@ class QueueFilter(admin.SimpleListFilter):
 
 class TaskQueueFilter(QueueFilter):
     field = "task__queue"
-
-
-class RecordAdmin(admin.ModelAdmin):
-    """Shared by the three models: view and filter, never add or edit."""
-
-    show_full_result_count = False  # no COUNT(*) over a big table on every page
-    list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(QueuedTask)
@@ -310,4 +285,5 @@ class FailedTaskAdmin(OutcomeAdmin):
         retry_through_leekd(self, request, sorted(queryset.values_list("pk", flat=True)), again)
 
 
-from . import admin_dashboard  # noqa: E402, F401  (registers the dashboard)
+# Registered after the models above: the dashboard, jobs and schedules.
+from . import admin_dashboard, admin_jobs  # noqa: E402, F401

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 from leek import __version__
 from leek.protocol import TaskRecord
 
+from .answers import Answers
+from .app_flow import Flow
 from .conf import Config
 from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
-from .lookups import Lookups
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -48,11 +49,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("leekd.server")
 
 
-class Leekd(Lookups):
+class Leekd(Answers):
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
         self.work = TaskQueue()
+        self.flow = Flow(config, self.work)  # a bad schedule or job stops leekd here
         self.store: Store | None = None
         self.workers: list[Worker] = []
         self.net = Server(
@@ -91,67 +93,6 @@ class Leekd(Lookups):
     @property
     def auth_log(self) -> AuthLog:
         return self.net.shared.auth_log
-
-    # ---- what a connection may ask (net/api.py)
-
-    def busy(self) -> int:
-        return sum(1 for w in self.workers if w.current is not None)
-
-    def waiting(self) -> int:
-        return self.work.waiting()
-
-    def handled(self) -> int:
-        return self.work.handled()
-
-    def is_running(self, task_id: int) -> bool:
-        return self.work.is_running(task_id)
-
-    def running_info(self, task_id: int) -> dict[str, Any] | None:
-        now, mono = time.time(), time.monotonic()
-        for w in self.workers:
-            job = w.current
-            if job is not None and job.id == task_id:
-                return {"started_at": now - (mono - w.started_at), "worker": w.worker_id}
-        return None
-
-    def ping_info(self) -> dict[str, Any]:
-        return {
-            "status": "draining" if self.draining else "ok",
-            "worker": "off" if self.draining else "on",
-            "version": __version__,
-            "pid": os.getpid(),
-            "uptime": round(time.time() - self.started, 3),
-            "workers": len(self.workers),
-            "busy": self.busy(),
-            "waiting": self.work.waiting(),
-            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
-        }
-
-    def stats(self) -> dict[str, Any]:
-        busy = self.busy()
-        return {
-            "version": __version__,
-            "uptime": round(time.time() - self.started, 3),
-            "queues": self.work.snapshot(),
-            "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
-            "waiting": self.work.waiting(),
-            "handled": self.work.handled(),
-            "recovered": self.recovered,
-            "poisoned": self.poisoned,
-            "connections": len(self.connections),
-            "store": {
-                "healthy": self.store.healthy if self.store else True,
-                "commits": self.store.commits if self.store else 0,
-                "commits_on_loop": self.store.commits_on_loop if self.store else 0,
-                "backlog": self.store.backlog if self.store else 0,
-            },
-            **({"cluster": self.member.stats()} if self.member else {}),
-        }
-
-    def watch_result(
-        self, task_id: int, fn: Callable[[dict[str, Any]], None]
-    ) -> Callable[[], None]:
-        return self.results.watch(task_id, fn)
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """On the event loop: commit with every other push read in this loop turn.
@@ -205,7 +146,9 @@ class Leekd(Lookups):
     def _new_worker(self) -> Worker:
         assert self.store is not None
         assert self._report is not None
-        worker = Worker(self._next_slot, self.work, self._report, self.config, self.slots)
+        worker = Worker(
+            self._next_slot, self.work, self._report, self.config, self.slots, self.flow.steps
+        )
         self._next_slot += 1
         return worker
 
@@ -266,6 +209,7 @@ class Leekd(Lookups):
             self.listener.close()
             raise
         self.store = Store(committed, on_pushed)
+        self.flow.put_many = committed  # ticks and job steps are pushes too
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.store.on_outcomes = functools.partial(self.results.committed, loop)
@@ -283,6 +227,7 @@ class Leekd(Lookups):
         self.watchdog.start()
         if self.member is not None:
             self.member.start()
+        await loop.run_in_executor(self.pool, self.flow.start)
         await self.net.start(self.listener)
         self.port = self.listener.port
         if self.member is not None:
@@ -333,6 +278,7 @@ class Leekd(Lookups):
         if self.listener is not None:
             self.listener.close()  # and remove our Unix socket file
         self.draining = True
+        await asyncio.get_running_loop().run_in_executor(None, self.flow.stop)  # no more ticks
         await self.net.close()
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()

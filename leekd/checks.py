@@ -39,6 +39,8 @@ KNOWN = {
     "capture",
     "metrics_port",
     "metrics_host",
+    "schedule",
+    "jobs",
 }
 
 
@@ -72,4 +74,35 @@ def check_leek_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 f"settings.LEEK['workers'] must be >= 1, not {workers!r}.", id="leekd.E003"
             )
         )
+    out += _check_schedules_and_jobs(value)
+    return out
+
+
+def _check_schedules_and_jobs(value: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Each schedule and job as ``leekd run`` checks it at start, one message per entry."""
+    from leek.errors import LeekConfigError
+    from leek.periodic import REGISTRY
+
+    from .engine.schedule import import_task_modules, load_entries
+    from .engine.steps import resolve_jobs
+
+    out: list[checks.CheckMessage] = []
+    schedule = value.get("schedule") or {}
+    zone = getattr(settings, "TIME_ZONE", None) or "UTC"
+    if not isinstance(schedule, dict):
+        schedule = {"?": schedule}
+    import_task_modules(schedule)
+    for name, spec in {**REGISTRY, **schedule}.items():
+        try:
+            load_entries({name: spec}, {}, zone)
+        except LeekConfigError as exc:
+            out.append(checks.Error(f"settings.LEEK: {exc}", id="leekd.E004"))
+    jobs = value.get("jobs")
+    for name, steps in jobs.items() if isinstance(jobs, dict) else [("?", jobs)]:
+        if jobs is None:
+            break
+        try:
+            resolve_jobs({name: steps} if isinstance(jobs, dict) else jobs)
+        except LeekConfigError as exc:
+            out.append(checks.Error(str(exc), id="leekd.E005"))
     return out

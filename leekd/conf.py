@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from leek.conf import DEFAULT_HOST, DEFAULT_PORT, django_leek_settings
@@ -41,6 +41,8 @@ class Config:
     lease: float = 30.0  # a node silent this long is dead and its tasks are taken over
     metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
     metrics_host: str = DEFAULT_HOST
+    schedule: dict[str, Any] = field(default_factory=dict)  # periodic schedules by name
+    jobs: dict[str, Any] = field(default_factory=dict)  # multi-step jobs: name → steps
 
     def validate(self) -> Config:
         if not 0 <= self.port <= 65535:

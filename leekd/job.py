@@ -28,6 +28,16 @@ class Job:
     deaths: int = 0
     workers: list[str] | None = None  # who ran each attempt of this process's life
     lost: bool = False  # another node took it over: record nothing for it
+    job_id: int = 0  # a step of this multi-step job; 0: a plain task
+    step: int = 0  # which step (0 is the first)
+
+
+@dataclass(slots=True)
+class StepDone:
+    """What a job's step left behind: saved in the commit that records its outcome."""
+
+    workspace: str  # the job's workspace after the step, as JSON
+    next_name: str | None  # the next step's dotted name; None: that was the last step
 
 
 @dataclass(slots=True)
@@ -43,6 +53,7 @@ class Outcome:
     exc_type: str = ""
     message: str = ""
     traceback: str = ""
+    step: StepDone | None = None  # set when a job's step succeeded
     worker: str = ""
     final: bool = True
     attempt: int = 0  # the attempt's number, for a retried one (the job counts on)

@@ -77,6 +77,18 @@ class QueuedTask(models.Model):
         db_default=0,
         help_text="the owner's epoch: its outcome is written only while this still holds",
     )
+    job = models.ForeignKey(
+        "Job",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="tasks",
+        db_index=False,  # the partial index below: plain pushes pay for no index entry
+        help_text="the multi-step job this task is a step of",
+    )
+    step = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="which step of its job (0 is the first)"
+    )
     retry_of = models.ForeignKey(
         "FailedTask",
         null=True,
@@ -95,6 +107,11 @@ class QueuedTask(models.Model):
                 fields=["id"],
                 condition=models.Q(state="queued"),
                 name="leekd_qt_unfinished",
+            ),
+            models.Index(
+                fields=["job", "id"],
+                condition=models.Q(job__isnull=False),
+                name="leekd_qt_job",
             ),
         ]
 
@@ -196,6 +213,64 @@ class Node(models.Model):
 
     class Meta:
         verbose_name = "node"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobState(models.TextChoices):
+    """As django-db-queue's: NEW until its first step starts, READY between steps."""
+
+    NEW = "new", "new"
+    READY = "ready", "ready"
+    PROCESSING = "processing", "processing"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+
+
+class JobQuerySet(models.QuerySet):
+    def finished(self) -> JobQuerySet:
+        return self.filter(state__in=(JobState.COMPLETED, JobState.FAILED))
+
+    def failed(self) -> JobQuerySet:
+        return self.filter(state=JobState.FAILED)
+
+
+class Job(models.Model):
+    """A multi-step job: its steps run one after another as tasks sharing ``workspace``.
+
+    Each step is a ``QueuedTask`` row pointing here; the commit that records a step's
+    outcome also saves the workspace, moves ``step`` on and inserts the next step's task.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=100, help_text="a key of settings.LEEK['jobs']")
+    queue = models.CharField(max_length=100, default="default")
+    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.NEW)
+    step = models.PositiveSmallIntegerField(default=0, help_text="the step running or next")
+    workspace = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    error = models.TextField(blank=True, default="", help_text="why the last step failed")
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "updated_at"], name="leekd_job_state")]
+
+    def __str__(self) -> str:
+        return f"job #{self.pk} {self.name}"
+
+
+class Schedule(models.Model):
+    """A periodic schedule's last tick: claimed with a conditional UPDATE, so one runs once."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    last_tick = models.DateTimeField(null=True, blank=True, help_text="the last tick claimed")
+    last_task = models.BigIntegerField(
+        null=True, blank=True, help_text="id of the task the last tick queued"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name

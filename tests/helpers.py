@@ -30,6 +30,11 @@ def wait_for(
         time.sleep(interval)
 
 
+def lines(path: Path) -> list[str]:
+    """The lines of a file tasks append to; none while it does not exist."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

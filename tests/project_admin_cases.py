@@ -27,7 +27,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from leekd.models import FailedTask, QueuedTask  # noqa: E402
+from leekd.models import FailedTask, Job, QueuedTask  # noqa: E402
 
 from . import tasks  # noqa: E402
 from .helpers import SECRET, wait_for  # noqa: E402
@@ -42,7 +42,14 @@ def leekd(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
     call_command("migrate", verbosity=0, interactive=False)
     running = tmp_path_factory.mktemp("run") / "leekd.running"
-    config = Config(port=0, workers=2, retry_delay=0.01, grace=5.0, running_file=str(running))
+    config = Config(
+        port=0,
+        workers=2,
+        retry_delay=0.01,
+        grace=5.0,
+        running_file=str(running),
+        jobs={"three": ["tests.jobs.first", "tests.jobs.second", "tests.jobs.third"]},
+    )
     thread = ServerThread(Leekd(config.validate(), os.environ["LEEK_SECRET"].encode()))
     app = thread.start()
     os.environ["LEEK_PORT"] = str(app.port)
@@ -269,3 +276,29 @@ def test_dashboard_without_leekd_draws_from_the_database(client, browser, monkey
     html = browser.get("/admin/leekd/dashboard/").content.decode()
     assert 'id="leek-live-problem"' in html and "leekd did not answer" in html
     assert html.count('<svg class="leek-chart"') == 2
+
+
+def test_jobs_list_detail_and_resume_action(client, browser, tmp_path: Path):
+    import leek
+
+    # Given a three-step job that failed at its second step,
+    (tmp_path / "fail-second").touch()
+    job_id = leek.create_job("three", {"dir": str(tmp_path)}, client=client)
+    wait_for(lambda: client.request("job", id=job_id)["state"] == "failed")
+    # the admin lists it and shows its step, error, workspace and step tasks, read-only;
+    listing = browser.get("/admin/leekd/job/").content.decode()
+    assert f"/admin/leekd/job/{job_id}/change/" in listing and "failed" in listing
+    detail = browser.get(f"/admin/leekd/job/{job_id}/change/").content.decode()
+    assert "step two cannot go on" in detail and "&quot;fetched&quot;" in detail
+    assert "/admin/leekd/queuedtask/" in detail and 'name="workspace"' not in detail
+    # and "resume" queues the failed step again through leekd, which completes the job.
+    (tmp_path / "fail-second").unlink()
+    page = browser.post(
+        "/admin/leekd/job/",
+        {"action": "resume_selected", "_selected_action": [job_id]},
+        follow=True,
+    )
+    assert f"Resumed 1 job(s): {job_id}." in page.content.decode()
+    wait_for(lambda: client.request("job", id=job_id)["state"] == "completed")
+    assert Job.objects.get(pk=job_id).workspace["stored"] == 60
+    assert browser.get("/admin/leekd/schedule/").status_code == 200

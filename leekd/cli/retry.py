@@ -68,6 +68,15 @@ def add_retry_arguments(p: argparse.ArgumentParser) -> None:
         help="a failure record's id, as the admin shows it (repeat for more)",
     )
     g.add_argument(
+        "--job",
+        dest="job_ids",
+        type=positive_int,
+        action="append",
+        metavar="JOB_ID",
+        help="a failed multi-step job: resume it at the step that failed, with the workspace "
+        "its last good step saved (repeat for more)",
+    )
+    g.add_argument(
         "--name", help="the task's callable, e.g. myapp.tasks.send_mail (end with * for a prefix)"
     )
     g.add_argument(
@@ -92,9 +101,9 @@ def add_retry_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_selection(args: argparse.Namespace) -> None:
     chosen = args.task_ids or args.failure_ids or args.name or args.since
-    if not chosen and not args.all:
+    if not chosen and not args.all and not getattr(args, "job_ids", None):
         raise LeekConfigError(
-            "say which failed tasks to retry: --all, --id, --failure-id, --name or --since"
+            "say which failed tasks to retry: --all, --id, --failure-id, --name, --since or --job"
         )
     if chosen and args.all:
         raise LeekConfigError("--all cannot be combined with --id, --failure-id, --name or --since")
@@ -142,6 +151,9 @@ def run_retry(
 ) -> dict[str, int]:
     """Retry (or list) the chosen failures page by page; returns the counts."""
     check_selection(args)
+    resumed = resume_jobs(client, args, out)
+    if not (args.all or args.task_ids or args.failure_ids or args.name or args.since):
+        return {"retried": 0, "listed": 0, "already_retried": 0, "jobs": resumed}
     query: dict[str, Any] = {"again": args.again, "dry_run": args.dry_run}
     if args.all:
         query["all"] = True
@@ -183,6 +195,23 @@ def run_retry(
     else:
         say(out, f"{done} failed task(s) queued again{skipped}")
     return {"retried": 0 if args.dry_run else done, "listed": done, "already_retried": already}
+
+
+def resume_jobs(client: leek.Client, args: argparse.Namespace, out: TextIO) -> int:
+    """Resume each failed job of ``--job`` at its failed step; returns how many."""
+    done = 0
+    for job_id in getattr(args, "job_ids", None) or ():
+        if args.dry_run:
+            row = client.request("job", id=job_id)
+            if row["state"] == "failed":
+                say(out, f"job {job_id} {row['name']} would be resumed at step {row['step'] + 1}")
+            else:
+                say(out, f"job {job_id} {row['name']} is {row['state']}: nothing to resume")
+            continue
+        reply = client.request("resume_job", id=job_id)
+        say(out, f"job {job_id} resumed at step {reply['step'] + 1} as task {reply['task_id']}")
+        done += 1
+    return done
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from leek.errors import (
 )
 
 from ..conf import format_duration
+from .flow import cmd_job, cmd_schedule
 from .options import (
     duration,
     load_client_settings,
@@ -77,13 +78,8 @@ def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True)
         )
 
 
-def load_django_settings(module: str | None) -> None:
-    """Make ``settings.LEEK`` and ``SECRET_KEY`` visible to ``leek.Client`` (no app setup)."""
-    load_client_settings(module)
-
-
 def connect(args: argparse.Namespace) -> leek.Client:
-    load_django_settings(getattr(args, "settings", None))
+    load_client_settings(getattr(args, "settings", None))
     return leek.Client(
         args.host,
         args.port,
@@ -262,25 +258,33 @@ def run_purge(client: leek.Client, args: argparse.Namespace, out: TextIO) -> Non
         raise LeekConfigError("say what to purge: --succeeded, --failed, or both")
     states = [s for s in ("succeeded", "failed") if getattr(args, s)]
     counts = dict.fromkeys(states, 0)
+    jobs = 0
     while True:
         reply = client.request(
             "purge", states=states, older_than=args.older_than, dry_run=args.dry_run
         )
         for s in states:
             counts[s] += int(reply.get(s, 0))
+        jobs += int(reply.get("jobs", 0))
         if not reply.get("more"):
             break
     if getattr(args, "json", False):
-        say(out, json.dumps({**counts, "dry_run": args.dry_run, "older_than": args.older_than}))
+        say(
+            out,
+            json.dumps(
+                {**counts, "jobs": jobs, "dry_run": args.dry_run, "older_than": args.older_than}
+            ),
+        )
         return
     age = format_duration(args.older_than)
     what = " and ".join(f"{counts[s]} {s}" for s in states)
-    if not any(counts.values()):
+    what += f" task record(s) and {jobs} job(s)" if jobs else " task record(s)"
+    if not any(counts.values()) and not jobs:
         say(out, f"nothing to purge: no {' or '.join(states)} tasks finished more than {age} ago")
     elif args.dry_run:
-        say(out, f"would delete {what} task record(s) finished more than {age} ago")
+        say(out, f"would delete {what} finished more than {age} ago")
     else:
-        say(out, f"deleted {what} task record(s) finished more than {age} ago")
+        say(out, f"deleted {what} finished more than {age} ago")
 
 
 def cmd_purge(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -342,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = command("status", cmd_status, "one task's state, error and traceback", [as_json])
     status.add_argument("id", type=positive_int, help="the task id")
+    command(
+        "schedule",
+        cmd_schedule,
+        "every periodic schedule with its last and next run and its last task",
+        [as_json],
+    )
+    job = command("job", cmd_job, "a multi-step job's state, step, workspace and error", [as_json])
+    job.add_argument("id", type=positive_int, help="the job id")
     purge = command(
         "purge", cmd_purge, "delete records of tasks that finished long enough ago", [as_json]
     )

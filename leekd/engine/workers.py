@@ -31,6 +31,7 @@ from ..job import Job, Outcome, current
 from .interrupt import cancel_pending, raise_in_thread
 from .queue import TaskQueue
 from .running import RunningSlots
+from .steps import JobSteps
 
 Report = Callable[[Outcome], object]  # hands an outcome to whoever records it
 
@@ -93,6 +94,7 @@ class Worker(threading.Thread):
         report: Report,
         config: Config,
         slots: RunningSlots | None = None,
+        steps: JobSteps | None = None,
     ) -> None:
         super().__init__(name=f"leekd-worker-{index}", daemon=True)
         self.index = index
@@ -101,6 +103,7 @@ class Worker(threading.Thread):
         self.report = report
         self.config = config
         self.slots = slots
+        self.steps = steps  # how to run a multi-step job's step
         self.stop_event = threading.Event()
         self.current: Job | None = None
         self.started_at = 0.0
@@ -159,10 +162,16 @@ class Worker(threading.Thread):
     def _execute(self, job: Job, limit: float) -> None:
         t0 = time.perf_counter()
         try:
-            fn, args, kwargs = cloudpickle.loads(job.payload)
+            if job.job_id:
+                if self.steps is None:
+                    raise RuntimeError("this leekd runs no multi-step jobs")
+                fn, args, kwargs = self.steps.call(job)
+            else:
+                fn, args, kwargs = cloudpickle.loads(job.payload)
         except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
             # Loading will not succeed on a retry either (module missing, bad pickle).
-            self._fail(job, exc, t0, prefix=load_failure(exc), retry=False)
+            # A step loads from the database, which may be busy: that one is tried again.
+            self._fail(job, exc, t0, prefix=load_failure(exc), retry=bool(job.job_id))
             return
         try:
             result = fn(*args, **kwargs)
@@ -175,6 +184,14 @@ class Worker(threading.Thread):
                 exc = TaskTimeout(f"task exceeded its time limit of {limit:g}s")
             self._fail(job, exc, t0)
             return
+        step = None
+        if job.job_id:
+            assert self.steps is not None
+            try:
+                step = self.steps.done(args[0])
+            except Exception as exc:  # a workspace that is not JSON fails the step
+                self._fail(job, exc, t0)
+                return
         duration = time.perf_counter() - t0
         if not self._claim() or self._lost(job):
             return
@@ -187,6 +204,7 @@ class Worker(threading.Thread):
                 duration,
                 result=_pickled_result(result),
                 worker=self.worker_id,
+                step=step,
             )
         )
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)

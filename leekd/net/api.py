@@ -57,4 +57,16 @@ class LeekdAPI(Protocol):
     def nodes_job(self) -> Callable[[], dict[str, Any]]:
         """Check a nodes request (``ValueError`` on one node); returns the blocking work."""
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every periodic schedule with its last and next tick (blocking)."""
+
+    def create_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Check a create_job request; returns the blocking work (the job committed)."""
+
+    def job_status(self, job_id: int) -> dict[str, Any] | None:
+        """A multi-step job's record, or None (blocking)."""
+
+    def resume_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Check a resume_job request; returns the blocking work."""
+
     def request_stop(self, force: bool = False) -> None: ...

@@ -83,7 +83,9 @@ class Handlers:
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = f.exception()
-            if exc is not None:
+            if isinstance(exc, ValueError):  # the request was understood and refused
+                slot.event = Error(ErrorCode.REJECTED, str(exc))
+            elif exc is not None:
                 log.error("request failed: %s: %s", type(exc).__name__, exc)
                 slot.event = Error(ErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
             else:
@@ -153,6 +155,32 @@ class Handlers:
 
     def handle_nodes(self, args: dict[str, Any]) -> None:
         self._maintenance(self.api.nodes_job)
+
+    def handle_schedules(self, args: dict[str, Any]) -> None:
+        self._in_pool(self.api.schedules, Reply)
+
+    def handle_create_job(self, args: dict[str, Any]) -> None:
+        if self.api.draining:
+            self._answer(Slot(Error(ErrorCode.UNAVAILABLE, "leekd is stopping; create it later")))
+            return
+        self._maintenance(lambda: self.api.create_job(args))
+
+    def handle_job(self, args: dict[str, Any]) -> None:
+        job_id = args.get("id")
+        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 1:
+            self._answer(Slot(Error(ErrorCode.REJECTED, "job needs a job id (a positive integer)")))
+            return
+
+        def wrap(row: dict[str, Any] | None) -> Any:
+            return Reply(row) if row else Error(ErrorCode.NOT_FOUND, f"no job with id {job_id}")
+
+        self._in_pool(lambda: self.api.job_status(job_id), wrap)
+
+    def handle_resume_job(self, args: dict[str, Any]) -> None:
+        if self.api.draining:
+            self._answer(Slot(Error(ErrorCode.UNAVAILABLE, "leekd is stopping; resume later")))
+            return
+        self._maintenance(lambda: self.api.resume_job(args))
 
     def _maintenance(self, check: Callable[[], Callable[[], Any]]) -> None:
         """Check the arguments here, do the database work in the pool."""

@@ -41,8 +41,17 @@ from django.utils import timezone
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import INSERT_CHUNK, Fence, insert_deduped, insert_tasks, split_ids, write_outcomes
+from .rows import (
+    INSERT_CHUNK,
+    Fence,
+    insert_deduped,
+    insert_tasks,
+    kept,
+    split_ids,
+    write_outcomes,
+)
 from .sqlite import Checkpointer
+from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
@@ -335,16 +344,24 @@ class Store(Transactions):
         # driver, each of which gives up and takes back the GIL.
         single = not outcomes and len(records) <= INSERT_CHUNK
         fence, now, fresh = self.fence, timezone.now(), None
+        steps = any(o.job.job_id for o in outcomes)
+        following: list[Job] = []
         try:
             with self._transaction(raw, single) as (cur, ph):
                 flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, kept(outcomes, lost), now, self._adapt, fence)
         except IntegrityError:  # a record sent again: done again, the duplicate skipped
             with self._transaction(raw, False) as (cur, ph):
                 flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
                 lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
+                if steps:
+                    following = write_steps(cur, ph, kept(outcomes, lost), now, self._adapt, fence)
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
+        if following:
+            self.on_committed(following)  # the next steps of jobs, committed with their outcomes
         self.commits += 1
         self.written += len(flat) + len(outcomes)
         if outcomes and self.on_outcomes is not None:
@@ -380,21 +397,3 @@ class Store(Transactions):
         self.on_committed(jobs)
         if not on_loop and answers:
             answer(answers)
-
-    def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
-        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
-        log.error(
-            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
-            self.last_error,
-            sum(len(op.records) for op in pushes),
-            len(outcomes),
-        )
-        self._pending_outcomes = outcomes
-        self._fast = None
-        try:
-            self._db.close()  # reconnect on the next turn
-        except DatabaseError:
-            pass
-        if pushes:
-            err = DatabaseError(f"database unavailable: {self.last_error}")
-            self.on_pushed([(op.token, err) for op in pushes])

@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..conf import format_duration
-from ..models import FailedTask, QueuedTask, State, SuccessTask
+from ..models import FailedTask, Job, QueuedTask, State, SuccessTask
 from .requests import FINISHED, PurgeRequest
 
 log = logging.getLogger("leekd.maintenance")
@@ -92,7 +92,34 @@ def _purge(
                     counts[state] += per_model.get(QueuedTask._meta.label, 0)
             if len(ids) < batch:
                 break
-    return {**counts, "more": more, "dry_run": dry_run, "older_than": older_than}
+    jobs, more = _purge_jobs(states, cutoff, dry_run, batch, deadline, more)
+    return {**counts, "jobs": jobs, "more": more, "dry_run": dry_run, "older_than": older_than}
+
+
+_JOB_STATES = {"succeeded": "completed", "failed": "failed"}  # task state → job state
+
+
+def _purge_jobs(
+    states: Sequence[str], cutoff: datetime, dry_run: bool, batch: int, deadline: float, more: bool
+) -> tuple[int, bool]:
+    """Multi-step jobs that completed (with "succeeded") or failed before ``cutoff``, with
+    their steps' task records."""
+    finished = [_JOB_STATES[s] for s in states if s in _JOB_STATES]
+    old = Job.objects.filter(state__in=finished, updated_at__lt=cutoff).order_by("updated_at")
+    if dry_run:
+        return old.count(), more
+    deleted = 0
+    while not more:
+        if time.monotonic() > deadline:
+            return deleted, True
+        with LOCK, transaction.atomic():
+            ids = list(old.values_list("pk", flat=True)[:batch])
+            if ids:
+                _, per_model = Job.objects.filter(pk__in=ids, state__in=finished).delete()
+                deleted += per_model.get(Job._meta.label, 0)
+        if len(ids) < batch:
+            break
+    return deleted, more
 
 
 def start_retention(
@@ -113,13 +140,13 @@ async def _retain(keep: float, pool: Executor, stopping: Callable[[], bool]) -> 
     loop = asyncio.get_running_loop()
     step = functools.partial(purge, FINISHED, keep, budget=RETENTION_BUDGET)
     while True:
-        total = dict.fromkeys(FINISHED, 0)
+        total = dict.fromkeys((*FINISHED, "jobs"), 0)
         t0 = time.monotonic()
         try:
             while not stopping():
                 result = await loop.run_in_executor(pool, step)
-                for state in FINISHED:
-                    total[state] += result[state]
+                for kind in total:
+                    total[kind] += result[kind]
                 if not result["more"]:
                     break
         except Exception as exc:  # the database may be down: try again next time
@@ -127,10 +154,11 @@ async def _retain(keep: float, pool: Executor, stopping: Callable[[], bool]) -> 
         else:
             log.log(
                 logging.INFO if any(total.values()) else logging.DEBUG,
-                "retention: deleted %d succeeded and %d failed task records finished more "
-                "than %s ago (%.2fs)",
+                "retention: deleted %d succeeded and %d failed task records and %d jobs finished "
+                "more than %s ago (%.2fs)",
                 total["succeeded"],
                 total["failed"],
+                total["jobs"],
                 format_duration(keep),
                 time.monotonic() - t0,
             )

@@ -15,7 +15,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..job import Job
-from ..models import FailedTask, QueuedTask
+from ..models import FailedTask, JobState, QueuedTask
+from ..models import Job as JobRow
 
 log = logging.getLogger("leekd.server")
 
@@ -45,14 +46,28 @@ def _recover(put_many: Callable[[Iterable[Job]], object]) -> int:
             "deaths",
             "priority",
             "run_at",
+            "job_id",
+            "step",
         )
         .iterator(chunk_size=RECOVER_CHUNK)
     )
     batch: list[Job] = []
-    for tid, name, queue, payload, retries, timeout, deaths, priority, run_at in rows:
+    for tid, name, queue, payload, retries, timeout, deaths, priority, run_at, job, step in rows:
         when = run_at.timestamp() if run_at is not None else 0.0
         batch.append(
-            Job(tid, name, queue, bytes(payload), retries, timeout, priority, when, deaths=deaths)
+            Job(
+                tid,
+                name,
+                queue,
+                bytes(payload),
+                retries,
+                timeout,
+                priority,
+                when,
+                deaths=deaths,
+                job_id=job or 0,
+                step=step or 0,
+            )  # fmt: skip
         )
         if len(batch) >= RECOVER_CHUNK:
             put_many(batch)
@@ -98,6 +113,12 @@ def _count_deaths(ids: list[int], limit: int) -> int:
                 traceback="",
             )
             QueuedTask.objects.filter(pk=row.pk).update(state="failed")
+            if row.job_id is not None:  # a job's step: the job failed with it
+                JobRow.objects.filter(pk=row.job_id).update(
+                    state=JobState.FAILED,
+                    error=f"step {(row.step or 0) + 1} ({row.name}): {message}",
+                    updated_at=timezone.now(),
+                )
             poisoned += 1
             log.error("task %d %s: %s; recorded as failed", row.pk, row.name, message)
     return poisoned

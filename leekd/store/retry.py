@@ -77,7 +77,8 @@ def _retry_failed(req: RetryRequest, store: Store | None) -> dict[str, Any]:
     until = req.until
     if until is None:
         until = FailedTask.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-    matching = _matching(req).filter(pk__lte=until)
+    # A job's step is resumed with its job (resume_job), which knows the step and workspace.
+    matching = _matching(req).filter(pk__lte=until, task__job__isnull=True)
     retried = Exists(QueuedTask.objects.filter(retry_of=OuterRef("pk")))
     todo = matching if req.again else matching.filter(~retried)
     fields = ["id", "failed_at", "exc_type", "message", "task__id", "task__name", "task__queue"]

@@ -272,3 +272,11 @@ def split_ids(flat: list[int], sizes: list[int]) -> list[list[int]]:
         ids.append(flat[k : k + n])
         k += n
     return ids
+
+
+def kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:
+    """The outcomes that were written: a step another node owns now moves no job on."""
+    if not lost:
+        return outcomes
+    gone = {id(o) for o in lost}
+    return [o for o in outcomes if id(o) not in gone]

@@ -46,8 +46,10 @@ def test_an_old_database_migrates_forward_with_its_rows(tmp_path):
             "VALUES ('default', 'm.f', '', x'00', 'queued', '2026-01-01 00:00:00', 0, 0, 0, 0)"
         )
     migrate(db)
-    with closing(sqlite3.connect(db)) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         row = conn.execute(
-            "SELECT name, state, priority, run_at, key FROM leekd_queuedtask"
+            "SELECT name, state, priority, run_at, key, job_id, step FROM leekd_queuedtask"
         ).fetchall()
-    assert row == [("m.f", "queued", 0, None, None)]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert row == [("m.f", "queued", 0, None, None, None, None)]
+    assert {"leekd_job", "leekd_schedule"} <= tables

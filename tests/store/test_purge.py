@@ -84,6 +84,7 @@ def test_purge_deletes_only_old_finished_rows_and_counts_them(client, records):
     assert reply == {
         "succeeded": 3,
         "failed": 2,
+        "jobs": 0,
         "more": False,
         "dry_run": False,
         "older_than": 7 * DAY,

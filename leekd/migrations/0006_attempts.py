@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("leekd", "0004_cluster")]
+    dependencies = [("leekd", "0005_schedules_jobs")]
 
     operations = [
         migrations.AddField(

@@ -1,0 +1,141 @@
+"""What a connection may ask (net/api.py's ``LeekdAPI``), answered from leekd's parts.
+
+A mixin of ``Leekd``: the answers read the engine's counters, the store's health, the
+cluster and the flow that ``app.py`` assembled; the database reads are in ``store``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from leek import __version__
+
+if TYPE_CHECKING:
+    from .app_flow import Flow
+    from .cluster.member import Member
+    from .engine.queue import TaskQueue
+    from .engine.workers import Worker
+    from .net.connection import LeekConnection
+    from .net.results import ResultWaiters
+    from .store.commit import Store
+
+
+class Answers:
+    work: TaskQueue
+    workers: list[Worker]
+    store: Store | None
+    member: Member | None
+    flow: Flow
+    draining: bool
+    started: float
+    recovered: int
+    poisoned: int
+    results: ResultWaiters
+
+    @property
+    def connections(self) -> set[LeekConnection]:
+        raise NotImplementedError
+
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.current is not None)
+
+    def waiting(self) -> int:
+        return self.work.waiting()
+
+    def handled(self) -> int:
+        return self.work.handled()
+
+    def is_running(self, task_id: int) -> bool:
+        return self.work.is_running(task_id)
+
+    def running_info(self, task_id: int) -> dict[str, Any] | None:
+        now, mono = time.time(), time.monotonic()
+        for w in self.workers:
+            job = w.current
+            if job is not None and job.id == task_id:
+                return {"started_at": now - (mono - w.started_at), "worker": w.worker_id}
+        return None
+
+    def ping_info(self) -> dict[str, Any]:
+        return {
+            "status": "draining" if self.draining else "ok",
+            "worker": "off" if self.draining else "on",
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 3),
+            "workers": len(self.workers),
+            "busy": self.busy(),
+            "waiting": self.work.waiting(),
+            "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        busy = self.busy()
+        return {
+            "version": __version__,
+            "uptime": round(time.time() - self.started, 3),
+            "queues": self.work.snapshot(),
+            "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
+            "waiting": self.work.waiting(),
+            "handled": self.work.handled(),
+            "recovered": self.recovered,
+            "poisoned": self.poisoned,
+            "connections": len(self.connections),
+            "store": {
+                "healthy": self.store.healthy if self.store else True,
+                "commits": self.store.commits if self.store else 0,
+                "commits_on_loop": self.store.commits_on_loop if self.store else 0,
+                "backlog": self.store.backlog if self.store else 0,
+            },
+            **({"cluster": self.member.stats()} if self.member else {}),
+        }
+
+    def nodes_job(self) -> Callable[[], dict[str, Any]]:
+        from .node import nodes_job
+
+        return nodes_job(self.member)
+
+    def task_status(self, task_id: int) -> dict[str, Any] | None:
+        from .store.queries import task_status  # needs Django's app registry, ready by now
+
+        return task_status(task_id)
+
+    def task_result(self, task_id: int) -> dict[str, Any]:
+        from .store.queries import task_result
+
+        return task_result(task_id)
+
+    def watch_result(
+        self, task_id: int, fn: Callable[[dict[str, Any]], None]
+    ) -> Callable[[], None]:
+        return self.results.watch(task_id, fn)
+
+    def latest_failures(self, limit: int) -> list[dict[str, Any]]:
+        from .store.queries import latest_failures
+
+        return latest_failures(limit)
+
+    def purge_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        from .store.purge import purge_job
+
+        return purge_job(args)
+
+    def retry_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        from .store.retry import retry_job
+
+        return retry_job(args, self.store)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self.flow.schedules()
+
+    def create_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return self.flow.create_job(args)
+
+    def job_status(self, job_id: int) -> dict[str, Any] | None:
+        return self.flow.job_status(job_id)
+
+    def resume_job(self, args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return self.flow.resume_job(args)
