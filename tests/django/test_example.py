@@ -17,14 +17,18 @@ import leek
 web = Client()
 placed = web.post("/orders/", {"email": "ann@example.com"}).json()
 shipped = web.post(f"/orders/{placed['order']}/ship/").json()
+job = web.post(f"/orders/{placed['order']}/fulfil/").json()
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
     state = web.get(f"/orders/{placed['order']}/").json()
-    if state["receipt_sent"] and state["shipped"]:
+    if state["receipt_sent"] and state["shipped"] and state["fulfilled"]:
         break
     time.sleep(0.05)
 result = web.get(f"/tasks/{placed['task']}/").json()
-print(json.dumps({"placed": placed, "shipped": shipped, "state": state, "result": result}))
+schedules = [s["name"] for s in leek.get_client().request("schedules")]
+job_state = leek.get_client().request("job", id=job["job"])["state"]
+print(json.dumps({"placed": placed, "shipped": shipped, "state": state, "result": result,
+                  "schedules": schedules, "job": job_state}))
 """
 
 
@@ -39,7 +43,7 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_the_example_project_enqueues_and_pushes_on_commit(tmp_path):
+def test_the_example_project_enqueues_pushes_on_commit_and_runs_a_job(tmp_path):
     db = tmp_path / "example.sqlite3"
     env = subprocess_env(EXAMPLE_DB=str(db), PYTHONPATH=f"{SITE}:{ROOT}")
     migrate = _manage(env, "migrate", "-v", "0")
@@ -53,6 +57,8 @@ def test_the_example_project_enqueues_and_pushes_on_commit(tmp_path):
         seen = json.loads(visit.stdout.strip().splitlines()[-1])
     finally:
         p.stop()
-    assert seen["state"] == {"receipt_sent": True, "shipped": True}
+    assert seen["state"] == {"receipt_sent": True, "shipped": True, "fulfilled": True}
+    assert seen["job"] == "completed"
+    assert "shop.tasks.nightly_summary" in seen["schedules"]
     assert isinstance(seen["placed"]["task"], str) and seen["shipped"]["task"] is None
     assert seen["result"] == {"status": "SUCCESSFUL", "value": "receipt sent to ann@example.com"}

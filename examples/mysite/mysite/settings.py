@@ -23,4 +23,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Standard Django tasks (django.tasks; on Django 5.2 the django_tasks backport), run by leekd.
 TASKS = {"default": {"BACKEND": "leekd.backend.LeekBackend", "QUEUES": ["default", "mail"]}}
 # leek's own settings; the secret is derived from SECRET_KEY, so nothing else is needed here.
-LEEK = {"port": int(os.environ.get("LEEK_PORT", "8002"))}
+LEEK = {
+    "port": int(os.environ.get("LEEK_PORT", "8002")),
+    # A multi-step job: each step runs as a task, sharing the job's workspace.
+    "jobs": {"fulfil_order": ["shop.jobs.reserve_stock", "shop.jobs.mark_fulfilled"]},
+}

@@ -5,3 +5,4 @@ class Order(models.Model):
     email = models.EmailField()
     receipt_sent = models.BooleanField(default=False)
     shipped = models.BooleanField(default=False)
+    fulfilled = models.BooleanField(default=False)

@@ -5,6 +5,8 @@ try:
 except ImportError:
     from django_tasks import task  # Django 5.2 with the backport
 
+import leek
+
 from .models import Order
 
 
@@ -21,3 +23,9 @@ def mark_shipped(order_id):
     """A plain function, pushed with leek.push(..., on_commit=True)."""
     Order.objects.filter(pk=order_id).update(shipped=True)
     return order_id
+
+
+@leek.periodic(cron="0 3 * * *")  # every night at 03:00; leekd runs it, no cron needed
+def nightly_summary():
+    """A periodic job: registered when leekd imports this module at start."""
+    return Order.objects.filter(shipped=False).count()

@@ -1,3 +1,4 @@
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
@@ -31,10 +32,19 @@ def ship_order(request: HttpRequest, order_id: int) -> JsonResponse:
 
 def order(request: HttpRequest, order_id: int) -> JsonResponse:
     o = get_object_or_404(Order, pk=order_id)
-    return JsonResponse({"receipt_sent": o.receipt_sent, "shipped": o.shipped})
+    return JsonResponse(
+        {"receipt_sent": o.receipt_sent, "shipped": o.shipped, "fulfilled": o.fulfilled}
+    )
 
 
 def task_result(request: HttpRequest, result_id: str) -> JsonResponse:
     result = default_task_backend.get_result(result_id)
     value = result.return_value if result.status == "SUCCESSFUL" else None
     return JsonResponse({"status": str(result.status), "value": value})
+
+
+@csrf_exempt
+@transaction.non_atomic_requests  # create_job is answered once leekd committed the job
+def fulfil_order(request: HttpRequest, order_id: int) -> JsonResponse:
+    order = get_object_or_404(Order, pk=order_id)
+    return JsonResponse({"job": leek.create_job("fulfil_order", workspace={"order": order.id})})

@@ -18,6 +18,7 @@ class Migration(migrations.Migration):
                 ("email", models.EmailField(max_length=254)),
                 ("receipt_sent", models.BooleanField(default=False)),
                 ("shipped", models.BooleanField(default=False)),
+                ("fulfilled", models.BooleanField(default=False)),
             ],
         ),
     ]
