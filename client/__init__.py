@@ -1,6 +1,6 @@
 """leek: push tasks to leekd, durably, from Django or plain Python."""
 
-from .client import Client, get_client, push, push_many, push_task_to_queue, result
+from .client import Client, get_client
 from .errors import (
     LeekAuthError,
     LeekCancelled,
@@ -16,6 +16,7 @@ from .errors import (
 )
 from .jobs import create_job
 from .periodic import periodic
+from .shortcuts import cancel, push, push_many, push_task_to_queue, result
 from .tasks import task
 from .version import __version__ as __version__
 
@@ -32,6 +33,7 @@ __all__ = [
     "LeekTimeout",
     "LeekUnavailable",
     "LeekVersionError",
+    "cancel",
     "create_job",
     "get_client",
     "push",

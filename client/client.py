@@ -182,6 +182,12 @@ class Client(Link):
                 self._waiter_clients.append(found)
         return found
 
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        """Cancel a task that has not started (due or scheduled): it never runs, and its
+        record says "cancelled". Raises ``LeekRejected`` (with the reason) for a task that
+        is running or finished, and for an unknown id."""
+        return self.request("cancel", id=task_id_of(task_id))
+
     def close(self) -> None:
         """Close the connection, and those ``waiter()`` opened for other threads."""
         with self._lock:
@@ -240,29 +246,3 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def push_task_to_queue(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int | None:
-    """Queue ``fn(*args, **kwargs)`` on leekd; returns the task id once it is durable."""
-    return get_client().push(fn, args, kwargs)
-
-
-def push(
-    fn: Callable[..., Any],
-    args: Iterable[Any] = (),
-    kwargs: dict[str, Any] | None = None,
-    **options: Any,
-) -> int | None:
-    """Queue ``fn(*args, **kwargs)`` with options: ``queue``, ``priority``, ``delay`` (seconds
-    or a timedelta) or ``eta`` (an aware datetime), ``unique_key``, ``max_retries``,
-    ``timeout``, ``on_commit``."""
-    return get_client().push(fn, args, kwargs, **options)
-
-
-def push_many(calls: Iterable[Any], **options: Any) -> list[int] | None:
-    return get_client().push_many(calls, **options)
-
-
-def result(task_id: int, timeout: float | None = None) -> Any:
-    """Wait for a task's return value (see ``Client.result``), on a connection of its own."""
-    return get_client().waiter().result(task_id, timeout)

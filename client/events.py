@@ -46,7 +46,7 @@ class ErrorCode(enum.IntEnum):
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
     {"ping", "waiting", "handled", "stats", "status", "result", "drain", "purge", "retry_failed"}
-    | {"failures", "nodes"}
+    | {"failures", "nodes", "cancel"}
     | {"schedules", "create_job", "job", "resume_job"}
 )
 

@@ -16,7 +16,7 @@ from leek import __version__
 if TYPE_CHECKING:
     from .app_flow import Flow
     from .cluster.member import Member
-    from .engine.queue import TaskQueue
+    from .engine.pools import Pools
     from .engine.workers import Worker
     from .net.connection import LeekConnection
     from .net.results import ResultWaiters
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 
 class Answers:
-    work: TaskQueue
-    workers: list[Worker]
+    engine: Pools
+    served_queues: frozenset[str] | None
     store: Store | None
     member: Member | None
     flow: Flow
@@ -39,17 +39,21 @@ class Answers:
     def connections(self) -> set[LeekConnection]:
         raise NotImplementedError
 
+    @property
+    def workers(self) -> list[Worker]:
+        return self.engine.workers
+
     def busy(self) -> int:
-        return sum(1 for w in self.workers if w.current is not None)
+        return self.engine.busy()
 
     def waiting(self) -> int:
-        return self.work.waiting()
+        return self.engine.waiting()
 
     def handled(self) -> int:
-        return self.work.handled()
+        return self.engine.handled()
 
     def is_running(self, task_id: int) -> bool:
-        return self.work.is_running(task_id)
+        return self.engine.is_running(task_id)
 
     def running_info(self, task_id: int) -> dict[str, Any] | None:
         now, mono = time.time(), time.monotonic()
@@ -68,7 +72,7 @@ class Answers:
             "uptime": round(time.time() - self.started, 3),
             "workers": len(self.workers),
             "busy": self.busy(),
-            "waiting": self.work.waiting(),
+            "waiting": self.engine.waiting(),
             "database": "ok" if self.store is None or self.store.healthy else self.store.last_error,
         }
 
@@ -77,10 +81,12 @@ class Answers:
         return {
             "version": __version__,
             "uptime": round(time.time() - self.started, 3),
-            "queues": self.work.snapshot(),
+            "queues": self.engine.snapshot(),
             "workers": {"total": len(self.workers), "busy": busy, "idle": len(self.workers) - busy},
-            "waiting": self.work.waiting(),
-            "handled": self.work.handled(),
+            "pools": self.engine.pool_stats(),
+            "serves": sorted(self.served_queues) if self.served_queues is not None else None,
+            "waiting": self.engine.waiting(),
+            "handled": self.engine.handled(),
             "recovered": self.recovered,
             "poisoned": self.poisoned,
             "connections": len(self.connections),
@@ -127,6 +133,15 @@ class Answers:
         from .store.retry import retry_job
 
         return retry_job(args, self.store)
+
+    def task_cancelled(self, task_id: int) -> None:
+        self.results.wake([(task_id, {"state": "cancelled"})])
+
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        from .store.cancel import cancel_unheld, mark_cancelled
+
+        served = self.served_queues
+        return self.engine.cancel(task_id, mark_cancelled, lambda i: cancel_unheld(i, served))
 
     def schedules(self) -> list[dict[str, Any]]:
         return self.flow.schedules()

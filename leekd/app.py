@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import os
 import threading
@@ -30,10 +29,12 @@ from leek.protocol import TaskRecord
 from .answers import Answers
 from .app_flow import Flow
 from .conf import Config
+from .engine.pools import Pools
 from .engine.queue import TaskQueue
 from .engine.running import RunningSlots, default_path
 from .engine.watchdog import Watchdog
 from .engine.workers import Worker
+from .memory import trim_heap
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
@@ -41,7 +42,8 @@ from .net.listen import Listener
 from .net.results import ResultWaiters
 from .net.server import Server
 from .notify import sd_notify
-from .store.commit import OUTCOME_DELAY, Store
+from .store.collect import OUTCOME_DELAY
+from .store.commit import Store
 
 if TYPE_CHECKING:
     from .cluster.member import Member
@@ -53,10 +55,10 @@ class Leekd(Answers):
     def __init__(self, config: Config, secret: bytes) -> None:
         self.config = config
         self.secret = secret
-        self.work = TaskQueue()
-        self.flow = Flow(config, self.work)  # a bad schedule or job stops leekd here
+        self.engine = Pools(config.pools, shared=config.queues is None)
+        self.served_queues = self.engine.served
+        self.flow = Flow(config, self.engine)  # a bad schedule or job stops leekd here
         self.store: Store | None = None
-        self.workers: list[Worker] = []
         self.net = Server(
             self,
             secret,
@@ -140,15 +142,13 @@ class Leekd(Answers):
         if self.member is not None:
             self.recovered = self.member.join_cluster()
         else:
-            self.recovered = recover(self.work.put_many)
+            self.recovered = recover(self.engine.put_many)
         return self.recovered
 
-    def _new_worker(self) -> Worker:
-        assert self.store is not None
-        assert self._report is not None
-        worker = Worker(
-            self._next_slot, self.work, self._report, self.config, self.slots, self.flow.steps
-        )
+    def _new_worker(self, work: TaskQueue, pool: str) -> Worker:
+        assert self.store is not None and self._report is not None
+        steps = self.flow.steps
+        worker = Worker(self._next_slot, work, self._report, self.config, self.slots, steps, pool)
         self._next_slot += 1
         return worker
 
@@ -172,7 +172,7 @@ class Leekd(Answers):
     def _start_metrics(self) -> tuple[Callable[[Any], object], Any]:
         """With --metrics-port: serve them, and wrap the two hand-overs they count."""
         if self.config.metrics_port is None:
-            return self.work.put_many, None
+            return self.engine.put_many, None
         from .metrics import Collector, MetricsServer, TaskMetrics
 
         tasks = TaskMetrics()
@@ -180,8 +180,9 @@ class Leekd(Answers):
             self.config.metrics_host, self.config.metrics_port, Collector(tasks, self.stats)
         )
         log.info("metrics on %s", self.metrics.url)
-        self.work.observer = tasks
-        put_many = self.work.put_many
+        for queue in self.engine.queues.values():
+            queue.observer = tasks
+        put_many = self.engine.put_many
 
         def committed(jobs: Any) -> object:
             return put_many(tasks.committed(jobs))
@@ -210,6 +211,8 @@ class Leekd(Answers):
             raise
         self.store = Store(committed, on_pushed)
         self.flow.put_many = committed  # ticks and job steps are pushes too
+        store = self.store
+        self.flow.owner = lambda: store.fence  # and owned by this node, as pushes are
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
         self.store.on_outcomes = functools.partial(self.results.committed, loop)
@@ -220,10 +223,10 @@ class Leekd(Answers):
         if recovered:
             log.info("recovered %d unfinished tasks in %.2fs", recovered, time.monotonic() - t0)
         self.store.start()
-        self.workers = [self._new_worker() for _ in range(self.config.workers)]
-        for w in self.workers:
-            w.start()
-        self.watchdog = Watchdog(self.workers, self._new_worker, self.config.kill_after)
+        self.engine.start(self._new_worker)
+        self.watchdog = Watchdog(
+            self.engine.workers, self.engine.replacement(self._new_worker), self.config.kill_after
+        )
         self.watchdog.start()
         if self.member is not None:
             self.member.start()
@@ -233,11 +236,11 @@ class Leekd(Answers):
         if self.member is not None:
             self.member.address = self.listener.where  # the real port, for `leek-shell nodes`
         log.info(
-            "leekd %s listening on %s (pid %d, %d workers, Python %s)",
+            "leekd %s listening on %s (pid %d, %s, Python %s)",
             __version__,
             self.listener.where,
             os.getpid(),
-            self.config.workers,
+            self.engine.describe(),
             PYTHON,
         )
         trim_heap()  # start-up and recovery garbage, handed back before the long idle
@@ -283,9 +286,7 @@ class Leekd(Answers):
         log.info(
             "stopping: waiting up to %.0fs for %d running task(s)", self.config.grace, self.busy()
         )
-        for w in self.workers:
-            w.stop_event.set()
-        self.work.close()
+        self.engine.close()
         deadline = time.monotonic() + self.config.grace
         while (
             any(w.is_alive() for w in self.workers)
@@ -312,7 +313,7 @@ class Leekd(Answers):
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()
-        snap = self.work.snapshot()
+        snap = self.engine.snapshot()
         ok = sum(q["succeeded"] for q in snap.values())
         bad = sum(q["failed"] for q in snap.values())
         log.info(
@@ -320,20 +321,9 @@ class Leekd(Answers):
             ok + bad,
             ok,
             bad,
-            self.work.waiting() + len(stragglers),
+            self.engine.waiting() + len(stragglers),
             time.time() - self.started,
         )
 
 
-def trim_heap() -> None:
-    """Return freed heap pages to the system (glibc only; elsewhere nothing to do)."""
-    import ctypes
-
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-__all__ = ["Leekd", "trim_heap"]
+__all__ = ["Leekd"]

@@ -17,7 +17,7 @@ from typing import Any
 from leek.records import validate_options
 
 from .conf import Config
-from .engine.queue import TaskQueue
+from .engine.pools import Pools
 from .engine.schedule import Entry, Scheduler, import_task_modules, load_entries
 from .engine.steps import JobSteps, resolve_jobs
 
@@ -27,7 +27,7 @@ MAX_WORKSPACE = 1024 * 1024  # bytes of JSON a job may be created with
 
 
 class Flow:
-    def __init__(self, config: Config, work: TaskQueue) -> None:
+    def __init__(self, config: Config, work: Pools) -> None:
         from django.conf import settings
 
         from leek.periodic import REGISTRY
@@ -36,6 +36,7 @@ class Flow:
 
         self.work = work
         self.put_many: Callable[[Any], object] = work.put_many  # app.py's, counted in metrics
+        self.owner: Callable[[], tuple[str, int] | None] = lambda: None  # the store's fence
         import_task_modules(config.schedule)  # their @leek.periodic register themselves
         zone = getattr(settings, "TIME_ZONE", None) or "UTC"
         self.entries: list[Entry] = load_entries(config.schedule, REGISTRY, zone)
@@ -70,7 +71,9 @@ class Flow:
     ) -> tuple[datetime | None, bool]:
         from .store.ticks import claim
 
-        stored, won, job = claim(entry.name, old, new, entry.record() if run else None)
+        stored, won, job = claim(
+            entry.name, old, new, entry.record() if run else None, self.owner()
+        )
         if job is not None:
             self.put_many((job,))
         return stored, won
@@ -118,12 +121,15 @@ class Flow:
             validate_options(queue, None, None)
         except Exception as exc:
             raise ValueError(str(exc)) from None
+        served = self.work.served
+        if served is not None and queue not in served:
+            raise ValueError(f"leekd serves the queues {', '.join(sorted(served))}, not {queue!r}")
         return functools.partial(self._create, name, first, workspace, queue)
 
     def _create(self, name: str, first: str, workspace: dict[str, Any], queue: str) -> dict:
         from .store.jobs import create_job
 
-        task = create_job(name, first, workspace, queue)
+        task = create_job(name, first, workspace, queue, self.owner())
         self.put_many((task,))
         log.info("job %d %s created (step 1 is task %d)", task.job_id, name, task.id)
         return {"id": task.job_id, "task_id": task.id}
@@ -148,7 +154,7 @@ class Flow:
     def _resume(self, job_id: int) -> dict[str, Any]:
         from .store.jobs import resume_job
 
-        task = resume_job(job_id, self.steps.jobs)
+        task = resume_job(job_id, self.steps.jobs, self.owner())
         self.put_many((task,))
         log.info("job %d resumed at step %d (task %d)", job_id, task.step + 1, task.id)
         return {"id": job_id, "step": task.step, "task_id": task.id}

@@ -7,6 +7,10 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
+from leek.errors import LeekConfigError
+
+from .conf import check_queues
+
 KNOWN = {
     "kill_after",
     "node",
@@ -17,6 +21,7 @@ KNOWN = {
     "port",
     "secret",
     "workers",
+    "queues",
     "max_retries",
     "retry_delay",
     "timeout",
@@ -74,6 +79,18 @@ def check_leek_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 f"settings.LEEK['workers'] must be >= 1, not {workers!r}.", id="leekd.E003"
             )
         )
+    queues = value.get("queues")
+    if queues is not None:
+        try:
+            check_queues(queues, "settings.LEEK['queues']")
+        except LeekConfigError as exc:
+            out.append(
+                checks.Error(
+                    f"{exc}.",
+                    hint="LEEK = {'queues': {'default': 4, 'mail': 1}}",
+                    id="leekd.E006",
+                )
+            )
     out += _check_schedules_and_jobs(value)
     return out
 

@@ -19,7 +19,8 @@ class Config:
     port: int = DEFAULT_PORT
     secret: str | None = None
     db: str = "leek.sqlite3"
-    workers: int = 4
+    workers: int = 4  # the default queue's pool
+    queues: dict[str, int] | None = None  # pool size per named queue; None: one shared pool
     max_retries: int = 3  # attempts per task, as django-queue's MAX_RETRIES
     retry_delay: float = 1.0  # first backoff; doubles per attempt
     timeout: float = 0.0  # default per-task time limit, 0 = none
@@ -49,6 +50,11 @@ class Config:
             raise LeekConfigError(f"port {self.port} is out of range 0..65535")
         if self.workers < 1:
             raise LeekConfigError(f"workers must be at least 1, not {self.workers}")
+        if self.queues is not None:
+            queues = check_queues(self.queues, "queues")
+            # The default queue is always served: plain pushes go there.
+            self.workers = queues.pop("default", self.workers)
+            self.queues = {"default": self.workers, **queues}
         if self.max_retries < 1:
             raise LeekConfigError(
                 f"max_retries counts attempts and must be at least 1, not {self.max_retries}"
@@ -80,6 +86,37 @@ class Config:
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def pools(self) -> dict[str, int]:
+        """Worker threads per pool: each named queue's, or the one pool every queue shares."""
+        return dict(self.queues) if self.queues is not None else {"default": self.workers}
+
+
+MAX_QUEUE_NAME = 100  # the column's length
+MAX_POOL = 1000  # threads in one pool: beyond this it is a typo
+
+
+def check_queues(value: Any, source: str) -> dict[str, int]:
+    """``{"default": 4, "mail": 1}``: names of at most 100 characters, pools of 1..1000."""
+    if not isinstance(value, dict) or not value:
+        raise LeekConfigError(
+            f"{source} must be a dict of queue name to worker count, e.g. "
+            f"{{'default': 4, 'mail': 1}}, not {value!r}"
+        )
+    out: dict[str, int] = {}
+    for name, size in value.items():
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_QUEUE_NAME:
+            raise LeekConfigError(
+                f"{source}: a queue name is a non-empty string of at most {MAX_QUEUE_NAME} "
+                f"characters, not {name!r}"
+            )
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_POOL:
+            raise LeekConfigError(
+                f"{source}: queue {name!r} needs 1..{MAX_POOL} workers, not {size!r}"
+            )
+        out[name] = size
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -145,6 +182,10 @@ def format_duration(seconds: float) -> str:
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
+    if name == "queues":
+        if isinstance(value, list | tuple):  # from --queue NAME=N, repeated
+            value = dict(value)
+        return check_queues(value, source)
     if name in ("retention", "lease"):
         try:
             return parse_duration(value or 0) if name == "retention" else parse_duration(value)
@@ -168,16 +209,30 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 def resolve(flags: dict[str, Any] | None = None, *, use_django: bool = True) -> Config:
     """Build the config; ``flags`` holds command-line values (None = not given)."""
     values: dict[str, Any] = {}
+    level: dict[str, int] = {}  # where each value came from: 1 settings, 2 env, 3 flags
     leek = (django_leek_settings() if use_django else None) or {}
     for f in fields(Config):
         # The secret's other sources (env, settings, SECRET_KEY, key file) are resolved by
         # leek.conf.resolve_secret, which also reports where it came from.
         if f.name in leek and f.name != "secret":
             values[f.name] = _coerce(f.name, leek[f.name], f"settings.LEEK[{f.name!r}]")
+            level[f.name] = 1
     for name, env in _ENV.items():
         if os.environ.get(env):
             values[name] = _coerce(name, os.environ[env], env)
+            level[name] = 2
     for name, value in (flags or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+            level[name] = 3
+    queues = values.get("queues")
+    if queues is not None and "workers" in values and "default" in queues:
+        # --workers (or LEEK_WORKERS) is the default queue's pool; the more specific source wins.
+        if level["workers"] > level["queues"]:
+            queues["default"] = values["workers"]
+        elif level["workers"] == level["queues"] and queues["default"] != values["workers"]:
+            raise LeekConfigError(
+                f"the default queue's pool is given twice: workers={values['workers']} and "
+                f"queues['default']={queues['default']}; give one of them"
+            )
     return Config(**values).validate()

@@ -4,8 +4,9 @@
 is one indexed lookup at start instead of an anti-join over the outcome tables.
 
 Every index on ``leekd_queuedtask`` is paid on each push (on SQLite each one adds about a
-quarter to a commit), so it has only the one recovery needs; searches by name or date in
-the admin and the retry tool are rare and scan.
+quarter to a commit), so it has only the ones recovery and unique keys need, both partial
+(a plain push has no ``unique_key`` and writes no entry there); searches by name or date
+in the admin and the retry tool are rare and scan.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class QueuedTaskQuerySet(models.QuerySet):
 
     def failed(self) -> QueuedTaskQuerySet:
         return self.filter(state=State.FAILED)
+
+    def cancelled(self) -> QueuedTaskQuerySet:
+        return self.filter(state=State.CANCELLED)
 
 
 class QueuedTask(models.Model):
@@ -112,6 +116,14 @@ class QueuedTask(models.Model):
                 fields=["job", "id"],
                 condition=models.Q(job__isnull=False),
                 name="leekd_qt_job",
+            ),
+        ]
+        constraints = [
+            # One unfinished task per unique key; a finished one frees its key.
+            models.UniqueConstraint(
+                fields=["unique_key"],
+                condition=models.Q(state="queued", unique_key__isnull=False),
+                name="leekd_qt_unique_key",
             ),
         ]
 

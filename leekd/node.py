@@ -55,24 +55,24 @@ class _Host:
         self.app = app
 
     def counts(self) -> tuple[int, int]:
-        return self.app.work.waiting(), self.app.busy()
+        return self.app.engine.waiting(), self.app.busy()
 
     def hold(self, held: bool) -> None:
-        self.app.work.hold(held)
+        self.app.engine.hold(held)
 
     def fence(self, epoch: int) -> None:
         assert self.app.store is not None and self.app.member is not None
         self.app.store.set_fence((self.app.member.node, epoch))
 
     def known(self) -> set[int]:
-        return self.app.work.known()
+        return self.app.engine.known()
 
     def drop(self, ids: set[int]) -> None:
-        stopped = stop_lost(self.app.workers, self.app.work.drop(ids))
+        stopped = stop_lost(self.app.workers, self.app.engine.drop(ids))
         log.warning("dropped %d task(s) another node owns now (%d interrupted)", len(ids), stopped)
 
     def queue(self, jobs: Iterable[Any]) -> object:
-        return self.app.work.put_many(jobs)
+        return self.app.engine.put_many(jobs)
 
 
 def nodes_job(member: Member | None) -> Any:

@@ -28,6 +28,7 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -94,6 +95,11 @@ def cell(driver, queue: str, column: str) -> str:
     return found[0].text if found else ""
 
 
+def steady(wait, read):
+    """``read(driver)``, tried again while the page's refresh replaces the element under it."""
+    return wait.until(lambda d: (read(d),))[0]
+
+
 def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa: F811
     # Given a known workload on three queues: successes of varied length, and failures,
     for i in range(6):
@@ -108,7 +114,10 @@ def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa:
     User.objects.create_superuser("browser", "b@example.com", "a-password-for-tests")
 
     # when an admin logs in and opens the dashboard (refreshing every second),
-    driver, wait = chromium, WebDriverWait(chromium, 20, poll_frequency=0.1)
+    driver = chromium
+    wait = WebDriverWait(
+        chromium, 20, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
     driver.get(f"{site}/admin/login/?next=/admin/leekd/dashboard/%3Frefresh%3D1")
     driver.find_element(By.NAME, "username").send_keys("browser")
     driver.find_element(By.NAME, "password").send_keys("a-password-for-tests")
@@ -116,12 +125,18 @@ def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa:
     wait.until(lambda d: d.find_elements(By.ID, "leek-dashboard"))
 
     # then it shows each queue's counts, two charts with a failed bar, the slowest callable,
-    assert cell(driver, "mail", "succeeded") == "6" and cell(driver, "mail", "failed") == "1"
-    assert cell(driver, "thumbnails", "succeeded") == "4"
-    assert cell(driver, "default", "failed") == "1" and cell(driver, "mail", "waiting") == "0"
+    counts = steady(
+        wait,
+        lambda d: [
+            cell(d, q, c)
+            for q, c in [("mail", "succeeded"), ("mail", "failed"), ("thumbnails", "succeeded")]
+            + [("default", "failed"), ("mail", "waiting")]
+        ],
+    )
+    assert counts == ["6", "1", "4", "1", "0"]
     assert len(driver.find_elements(By.CSS_SELECTOR, "svg.leek-chart")) == 2
     assert driver.find_elements(By.CSS_SELECTOR, "#leek-chart-hour rect.leek-failed")
-    slowest = driver.find_element(By.CSS_SELECTOR, "#leek-slowest tbody tr").text
+    slowest = steady(wait, lambda d: d.find_element(By.CSS_SELECTOR, "#leek-slowest tbody tr").text)
     assert slowest.startswith("tests.tasks.sleep 4 ")
     # and it refreshes itself without reloading the page.
     driver.execute_script("window.leekSamePage = 42")
@@ -129,21 +144,25 @@ def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa:
     wait_for(lambda: client.status(again)["state"] == "succeeded")
     wait.until(lambda d: cell(d, "mail", "succeeded") == "7")
     assert driver.execute_script("return window.leekSamePage") == 42
-    assert "Refreshed at" in driver.find_element(By.ID, "leek-refreshed").text
+    assert "Refreshed at" in steady(wait, lambda d: d.find_element(By.ID, "leek-refreshed").text)
     shot = Path(os.environ.get("LEEK_SCREENSHOT") or tmp_path / "dashboard.png")
     driver.save_screenshot(str(shot))
 
     # When the admin clicks Retry on the flaky task's failure,
     failure = FailedTask.objects.get(task_id=flaky)
-    driver.find_element(By.CSS_SELECTOR, f'tr[data-failure="{failure.pk}"] button').click()
+    button = f'tr[data-failure="{failure.pk}"] button'
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, button).click() or True)
     # then leekd queues it again, the page says as which task, and it succeeds this time.
     wait.until(lambda d: "Queued 1 failed task(s) again" in d.page_source)
     retry = QueuedTask.objects.get(retry_of=failure)
-    message = driver.find_element(By.CSS_SELECTOR, "ul.messagelist li.success").text
+    message = steady(
+        wait, lambda d: d.find_element(By.CSS_SELECTOR, "ul.messagelist li.success").text
+    )
     assert re.fullmatch(rf"Queued 1 failed task\(s\) again as #{retry.pk}\.", message)
     wait_for(lambda: client.status(retry.pk)["state"] == "succeeded")
     row = f'tr[data-failure="{failure.pk}"]'
     wait.until(lambda d: f"retried as #{retry.pk}" in d.find_element(By.CSS_SELECTOR, row).text)
-    driver.find_element(By.CSS_SELECTOR, f"{row} a[href$='/queuedtask/{retry.pk}/change/']").click()
+    link = f"{row} a[href$='/queuedtask/{retry.pk}/change/']"
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, link).click() or True)
     wait.until(lambda d: f"#{retry.pk}" in d.title or "succeeded at" in d.page_source)
     assert "succeeded at" in driver.page_source

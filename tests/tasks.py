@@ -116,3 +116,9 @@ def count_notes(label):
     with connection.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM leek_notes WHERE label = %s", [label])
         return cur.fetchone()[0]
+
+
+def fail_stamped(directory, name, failures):
+    """``stamp``, then fail the first ``failures`` runs: when each attempt ran."""
+    stamp(directory, name)
+    return fail_until(directory, name + ".runs", failures)

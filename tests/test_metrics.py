@@ -101,7 +101,8 @@ def test_leekd_run_metrics_port_flag(leekd_proc):
 
 
 def test_metrics_off_by_default(server):
-    assert server.metrics is None and server.work.observer is None
+    assert server.metrics is None
+    assert all(q.observer is None for q in server.engine.queues.values())
 
 
 def test_a_taken_metrics_port_is_a_clear_error(make_server):
@@ -122,4 +123,8 @@ def test_start_latency_counts_from_run_at_not_from_the_push(make_server):
     m = scrape(app.metrics.url)
     assert one(m, "leek_task_start_latency_seconds_count", queue="later") == 1
     assert one(m, "leek_task_start_latency_seconds_sum", queue="later") < 0.4
-    assert "leek_tasks_cancelled_total" not in m  # no cancels counted by this leekd
+    assert one(m, "leek_tasks_cancelled_total", queue="later") == 0  # none cancelled here
+    with leek.Client(port=app.port, secret=b"test-secret-0123456789abcdef") as c:
+        c.cancel(c.push(tasks.noop, queue="later", delay=3600))
+    m = scrape(app.metrics.url)
+    assert one(m, "leek_tasks_cancelled_total", queue="later") == 1

@@ -29,6 +29,10 @@ EX_CONFIG = 78  # sysexits: configuration error
 log = logging.getLogger("leekd.cli")
 
 
+def say(out: Any, text: str = "") -> None:
+    out.write(text + "\n")  # not print(): Django's OutputWrapper adds its own newline
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -37,6 +41,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def queue_spec(text: str) -> tuple[str, int]:
+    """``NAME=N``: a named queue and the size of its worker pool."""
+    name, sep, size = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=N (say, mail=1)")
+    if len(name) > 100:
+        raise argparse.ArgumentTypeError(f"queue name {name[:20]!r}… is over 100 characters")
+    return name, positive_int(size.strip())
 
 
 def port_number(text: str) -> int:
@@ -78,7 +93,19 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         help="TCP port, 0 for any free one (env LEEK_PORT; default 8002)",
     )
     g.add_argument(
-        "--workers", type=positive_int, help="worker threads (env LEEK_WORKERS; default 4)"
+        "--workers",
+        type=positive_int,
+        help="worker threads of the default queue (env LEEK_WORKERS; default 4)",
+    )
+    g.add_argument(
+        "--queue",
+        dest="queues",
+        metavar="NAME=N",
+        action="append",
+        type=queue_spec,
+        help="serve this queue with its own pool of N workers; repeat for each queue "
+        "(settings.LEEK['queues']). Pushes to other queues are then refused. Default: none, "
+        "every queue shares the default pool",
     )
     g.add_argument(
         "--db",
@@ -227,6 +254,7 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
         "secret",
         "max_deaths",
         "retention",
+        "queues",
         "node",
         "lease",
         "metrics_port",

@@ -1,4 +1,4 @@
-"""``leek-shell``: ask a running leekd how it is, look up one task, purge old records.
+"""``leek-shell``: ask a running leekd how it is, look up or cancel a task, purge old records.
 
 A plain client over ``leek.Client``: it never loads Django models, so it runs wherever the
 secret is at hand (LEEK_SECRET, leekd's key file, or a Django project's settings through
@@ -25,23 +25,22 @@ from leek.errors import (
 
 from ..conf import format_duration
 from .flow import cmd_job, cmd_schedule
+from .nodes import cmd_nodes
 from .options import (
     duration,
     load_client_settings,
     port_number,
     positive_int,
     positive_seconds,
+    say,
     seconds,
 )
+from .stats import cmd_stats
 from .top import cmd_top
 
 EX_OK = 0
 EX_FAILURE = 1  # unreachable, refused, or not configured
 EX_USAGE = 2
-
-
-def say(out: TextIO, text: str = "") -> None:
-    out.write(text + "\n")  # not print(): Django's OutputWrapper adds its own newline
 
 
 def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True) -> None:
@@ -130,94 +129,19 @@ def cmd_handled(client: leek.Client, args: argparse.Namespace, out: TextIO) -> N
     say(out, str(client.handled()))
 
 
-STAT_COLUMNS = ("waiting", "running", "succeeded", "failed", "retried")
-
-
-def cmd_stats(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
-    stats = client.stats()
-    if args.json:
-        say(out, json.dumps(stats, indent=2))
-        return
-    workers = stats.get("workers", {})
-    store = stats.get("store", {})
-    say(
-        out,
-        f"leekd {stats.get('version', '?')} at {client.address}, up "
-        f"{format_duration(stats.get('uptime', 0))}; workers {workers.get('busy', 0)}/"
-        f"{workers.get('total', 0)} busy; {stats.get('connections', 0)} connection(s)",
-    )
-    say(
-        out,
-        f"{stats.get('waiting', 0)} waiting, {stats.get('handled', 0)} handled since start, "
-        f"{stats.get('recovered', 0)} recovered at start; database "
-        f"{'ok' if store.get('healthy', True) else 'FAILING'}, {store.get('commits', 0)} "
-        f"commits ({store.get('commits_on_loop', 0)} on the event loop), "
-        f"{store.get('backlog', 0)} writes pending",
-    )
-    cluster = stats.get("cluster")
-    if cluster:
-        total = cluster.get("total", {})
-        say(
-            out,
-            f"node {cluster.get('node')} (epoch {cluster.get('epoch')}), "
-            f"{total.get('alive', 0)} node(s) alive: {total.get('waiting', 0)} waiting, "
-            f"{total.get('running', 0)} running, {total.get('unfinished', 0)} unfinished in all; "
-            f"{cluster.get('taken_over', 0)} taken over from others, {cluster.get('lost', 0)} lost",
-        )
-    queues = stats.get("queues", {})
-    if not queues:
-        say(out, "no tasks seen since start")
-        return
-    rows: list[tuple[str, ...]] = [("queue", *STAT_COLUMNS)]
-    rows += [(q, *(str(c.get(k, 0)) for k in STAT_COLUMNS)) for q, c in sorted(queues.items())]
-    if len(queues) > 1:
-        rows.append(
-            ("(all)", *(str(sum(c.get(k, 0) for c in queues.values())) for k in STAT_COLUMNS))
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    say(out)
-    for r in rows:
-        cells = [r[0].ljust(widths[0])] + [
-            v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        say(out, "  ".join(cells).rstrip())
-
-
-NODE_COLUMNS = ("address", "lease", "heartbeat", "waiting", "running", "unfinished")
-
-
-def cmd_nodes(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
-    info = client.request("nodes")
-    if args.json:
-        say(out, json.dumps(info, indent=2))
-        return
-    rows: list[tuple[str, ...]] = [("node", *NODE_COLUMNS)]
-    for n in info.get("nodes", []):
-        me = " *" if n.get("name") == info.get("me") else ""
-        rows.append(
-            (
-                f"{n.get('name')}{me}",
-                str(n.get("address", "")),
-                str(n.get("lease", "")),
-                f"{n.get('heartbeat_age', 0):.1f}s ago",
-                *(str(n.get(k, 0)) for k in ("waiting", "running", "unfinished")),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        say(out, "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    say(out, f"lease {info.get('lease', 0):g}s; * answered this request")
-
-
 def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
     row = client.status(args.id)
     if args.json:
         say(out, json.dumps(row, indent=2))
         return
     say(out, f"task {row['id']}: {row['name']}({row.get('args_preview', '')})")
+    state = row.get("state")
+    if state == "scheduled":
+        state = f"scheduled for {row.get('run_at')}"
     fields: list[tuple[str, Any]] = [
-        ("state", row.get("state")),
+        ("state", state),
         ("queue", row.get("queue")),
+        ("priority", row.get("priority") or None),
         ("attempts", row.get("attempts")),
         ("enqueued", row.get("enqueued_at")),
         ("finished", row.get("finished_at")),
@@ -237,6 +161,14 @@ def cmd_status(client: leek.Client, args: argparse.Namespace, out: TextIO) -> No
         say(out, "  traceback:")
         for line in row["traceback"].rstrip().splitlines():
             say(out, f"    {line}")
+
+
+def cmd_cancel(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
+    reply = client.cancel(args.id)
+    if args.json:
+        say(out, json.dumps(reply))
+    else:
+        say(out, f"task {args.id} cancelled: it will not run")
 
 
 def add_purge_arguments(p: argparse.ArgumentParser) -> None:
@@ -346,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = command("status", cmd_status, "one task's state, error and traceback", [as_json])
     status.add_argument("id", type=positive_int, help="the task id")
+    cancel = command(
+        "cancel",
+        cmd_cancel,
+        "cancel a task that has not started (refused for a running or finished one)",
+        [as_json],
+    )
+    cancel.add_argument("id", type=positive_int, help="the task id")
     command(
         "schedule",
         cmd_schedule,

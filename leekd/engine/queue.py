@@ -17,7 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..job import Job
 
@@ -30,6 +30,7 @@ class QueueStats:
     succeeded: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
+    cancelled: Counter[str] = field(default_factory=Counter)
 
 
 class Observer(Protocol):
@@ -169,6 +170,46 @@ class TaskQueue:
             self._running.pop(job.id, None)
             self.stats.running[job.queue] -= 1
 
+    def take(self, task_id: int) -> Job | None:
+        """Remove a waiting job (due, scheduled, or between retries) so it never runs.
+
+        None if it is not waiting here: running, finished, or never seen. Workers take jobs
+        under the same lock, so a cancel and a worker never both get one. A scan, since
+        cancels are rare and the hot path should not pay for an index.
+        """
+        with self._cond:
+            for i, job in enumerate(self._ready):
+                if job.id == task_id:
+                    del self._ready[i]
+                    self.stats.waiting[job.queue] -= 1
+                    return job
+            for i, (_, _, job) in enumerate(self._ranked):
+                if job.id == task_id:
+                    self._remove(self._ranked, i)
+                    self.stats.waiting[job.queue] -= 1
+                    return job
+            for i, (_, _, job, scheduled) in enumerate(self._timed):
+                if job.id == task_id:
+                    self._remove(self._timed, i)
+                    if scheduled:
+                        self._scheduled -= 1
+                        self.stats.scheduled[job.queue] -= 1
+                    else:
+                        self.stats.waiting[job.queue] -= 1
+                    return job
+        return None
+
+    def cancelled(self, job: Job) -> None:
+        """A job ``take`` removed is recorded as cancelled: count it."""
+        with self._cond:
+            self.stats.cancelled[job.queue] += 1
+
+    @staticmethod
+    def _remove(heap: list[Any], i: int) -> None:
+        heap[i] = heap[-1]
+        heap.pop()
+        heapq.heapify(heap)
+
     def hold(self, held: bool) -> None:
         """Stop (or resume) handing out jobs, keeping them."""
         with self._cond:
@@ -254,7 +295,9 @@ class TaskQueue:
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._cond:
             s = self.stats
-            kinds = ("waiting", "scheduled", "running", "succeeded", "failed", "retried")
+            kinds = (
+                "waiting", "scheduled", "running", "succeeded", "failed", "retried", "cancelled",
+            )  # fmt: skip
             names: set[str] = set()
             for kind in kinds:
                 names |= set(getattr(s, kind))

@@ -25,7 +25,7 @@ class Watchdog(threading.Thread):
     def __init__(
         self,
         workers: list[Worker],
-        make_worker: Callable[[], Worker],
+        make_worker: Callable[[Worker], Worker],  # a replacement for this one
         kill_after: float = 2.0,
         interval: float = 0.05,
     ) -> None:
@@ -90,6 +90,6 @@ class Watchdog(threading.Thread):
             self._replace(i, w)
 
     def _replace(self, i: int, old: Worker) -> None:
-        new = self.make_worker()
+        new = self.make_worker(old)
         self.workers[i] = new
         new.start()

@@ -95,10 +95,13 @@ class Worker(threading.Thread):
         config: Config,
         slots: RunningSlots | None = None,
         steps: JobSteps | None = None,
+        pool: str = "default",
     ) -> None:
-        super().__init__(name=f"leekd-worker-{index}", daemon=True)
+        label = "" if pool == "default" else f"{pool[:20]}-"
+        super().__init__(name=f"leekd-worker-{label}{index}", daemon=True)
         self.index = index
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}/{index}"  # worker_ids
+        self.pool = pool  # the queue whose tasks this thread runs (default: every one, shared)
         self.work = work
         self.report = report
         self.config = config

@@ -24,8 +24,16 @@ def server_info() -> dict[str, Any]:
 MAX_NAME, MAX_QUEUE, MAX_PREVIEW, MAX_RETRIES = 255, 100, 300, 1000
 
 
-def record_problem(tasks: tuple[TaskRecord, ...]) -> str | None:
+def record_problem(
+    tasks: tuple[TaskRecord, ...], served: frozenset[str] | None = None
+) -> str | None:
     for t in tasks:
+        if served is not None and t.queue not in served:
+            return (
+                f"leekd serves the queues {', '.join(sorted(served))}, not {t.queue[:100]!r}; "
+                f"push to one of those, or add it to LEEK['queues'] (or --queue "
+                f"{t.queue[:100]}=N) and restart leekd"
+            )
         if len(t.name) > MAX_NAME or len(t.queue) > MAX_QUEUE or len(t.preview) > MAX_PREVIEW:
             return (
                 f"task {t.name[:60]!r}: name, queue or preview too long "

@@ -16,6 +16,7 @@ from leek.protocol import TaskRecord
 class LeekdAPI(Protocol):
     draining: bool  # True once a stop began: no new pushes
     pool: Executor  # where blocking calls run
+    served_queues: frozenset[str] | None  # pushes to other queues are refused; None: any
 
     def push(self, records: tuple[TaskRecord, ...], token: Any) -> None:
         """Commit these records; ``resolve_pushes`` later answers ``token``."""
@@ -44,6 +45,13 @@ class LeekdAPI(Protocol):
     ) -> Callable[[], None]:
         """On the loop: call ``fn`` with the result once the task's outcome is committed;
         returns a function that cancels the watch."""
+
+    def task_cancelled(self, task_id: int) -> None:
+        """On the loop: the task was cancelled; answer the result waits for it."""
+
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        """Cancel a task that has not started (blocking): ``{"cancelled": True, ...}``, or
+        ``{"cancelled": False, "found": bool, "reason": str}``."""
 
     def latest_failures(self, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` failures, newest first (blocking)."""

@@ -61,7 +61,7 @@ class Handlers:
             )
             self.flush()
             return
-        problem = record_problem(event.tasks)
+        problem = record_problem(event.tasks, self.api.served_queues)
         if problem:
             slot.event = Error(ErrorCode.REJECTED, problem)
             self.flush()
@@ -106,12 +106,18 @@ class Handlers:
     def handle_stats(self, args: dict[str, Any]) -> None:
         self._reply(self.api.stats())
 
-    def handle_status(self, args: dict[str, Any]) -> None:
+    def _task_id(self, args: dict[str, Any], op: str) -> int | None:
         task_id = args.get("id")
-        if not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 1:
+        if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 < task_id < 2**63:
             self._answer(
-                Slot(Error(ErrorCode.REJECTED, "status needs a task id (a positive integer)"))
+                Slot(Error(ErrorCode.REJECTED, f"{op} needs a task id (a positive integer)"))
             )
+            return None
+        return task_id
+
+    def handle_status(self, args: dict[str, Any]) -> None:
+        task_id = self._task_id(args, "status")
+        if task_id is None:
             return
         running = self.api.is_running(task_id)
         info = self.api.running_info(task_id) if running else None
@@ -119,12 +125,27 @@ class Handlers:
         def wrap(row: dict[str, Any] | None) -> Any:
             if row is None:
                 return Error(ErrorCode.NOT_FOUND, f"no task with id {task_id}")
-            if running and row["state"] == "queued":
+            if running and row["state"] in ("queued", "scheduled"):
                 row["state"] = "running"
                 row.update(info or {})
             return Reply(row)
 
         self._in_pool(lambda: self.api.task_status(task_id), wrap)
+
+    def handle_cancel(self, args: dict[str, Any]) -> None:
+        """Cancel a task that has not started; refused, with the reason, once it has."""
+        task_id = self._task_id(args, "cancel")
+        if task_id is None:
+            return
+
+        def wrap(result: dict[str, Any]) -> Any:
+            if result.get("cancelled"):
+                self.api.task_cancelled(task_id)  # wakes whoever waits for its result
+                return Reply(result)
+            code = ErrorCode.REJECTED if result.get("found") else ErrorCode.NOT_FOUND
+            return Error(code, result.get("reason", "not cancelled"))
+
+        self._in_pool(lambda: self.api.cancel(task_id), wrap)
 
     def handle_failures(self, args: dict[str, Any]) -> None:
         """The latest failures, newest first: ``limit`` of them (1 to 100, default 10)."""

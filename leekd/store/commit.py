@@ -28,53 +28,33 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, connections
-from django.utils import timezone
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import (
-    INSERT_CHUNK,
-    Fence,
-    insert_deduped,
-    insert_tasks,
-    kept,
-    split_ids,
-    write_outcomes,
-)
+from .batch import write_batch
+from .collect import _OUTCOMES, Collecting, _PushOp
+from .rows import INSERT_CHUNK, Fence, split_ids
 from .sqlite import Checkpointer
-from .steps import write_steps
 from .transaction import Transactions
 
 log = logging.getLogger("leekd.store")
 
-MAX_BATCH = 20_000  # tasks per transaction; the rest waits for the next turn
-OUTCOME_DELAY = 0.005  # seconds an outcome waits for others to share its commit
 LOCK_WAIT = 0.002  # seconds the fast path waits for the writer to finish a commit
 LOOP_OUTCOMES = 2000  # outcomes per commit on the loop, which serves nothing meanwhile
-_OUTCOMES = object()  # on the writer's queue: "outcomes are waiting in their deque"
 
-
-@dataclass(slots=True)
-class _PushOp:
-    records: Sequence[TaskRecord]
-    token: Any
-    retry_of: Sequence[int | None] | None = None  # per record: the FailedTask it retries
-
-
+Ids = tuple[list[list[int]], list[bool] | None]  # per push; which records were inserted
 PushDone = Callable[[list[tuple[Any, list[int] | Exception]]], None]
 Committed = Callable[[Iterable[Job]], object]
 
 
-class Store(Transactions):
+class Store(Transactions, Collecting):
     """Owns the writer thread; ``on_pushed`` is called once per commit with every answer."""
 
     def __init__(self, on_committed: Committed, on_pushed: PushDone) -> None:
@@ -196,69 +176,6 @@ class Store(Transactions):
                 self._fast = None
                 self._db.close()
 
-    def _collect(self, timeout: float | None) -> list[Any]:
-        """Everything that arrived meanwhile (waiting up to ``timeout`` for the first op).
-
-        Outcomes alone wait up to OUTCOME_DELAY for a push to share their commit: nobody is
-        waiting on them, and when pushes trickle in one at a time this saves a commit per
-        task. A batch with a push is never held back.
-        """
-        ops: list[Any] = []
-        try:
-            first = self._ops.get(timeout=timeout)
-        except queue.Empty:
-            return ops
-        stop = first is None
-        if first is not None and first is not _OUTCOMES:
-            ops.append(first)
-        stop = self._drain(ops) or stop
-        if not ops and not stop and not self._stopping.is_set():
-            deadline = time.monotonic() + OUTCOME_DELAY
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    op = self._ops.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if op is None:
-                    break  # stop requested
-                if op is not _OUTCOMES:
-                    ops.append(op)
-                    self._drain(ops)
-                    break
-        self._take_outcomes(ops)
-        return ops
-
-    def _drain(self, ops: list[Any]) -> bool:
-        """Add what is queued to ``ops``; True if that included the stop request."""
-        n, stop = 0, False
-        while n < MAX_BATCH:
-            try:
-                op = self._ops.get_nowait()
-            except queue.Empty:
-                break
-            if op is None:
-                stop = True
-            elif op is not _OUTCOMES:
-                ops.append(op)
-                n += len(op.records) if isinstance(op, _PushOp) else 1
-        return stop
-
-    def _take_outcomes(self, ops: list[Any], limit: int = MAX_BATCH) -> None:
-        self._signalled = False  # before taking them: a later outcome signals again
-        for _ in range(limit):
-            try:
-                ops.append(self._outcomes.popleft())
-            except IndexError:
-                return
-        self._signal_writer()  # more than one batch: the writer takes the rest
-
-    def _signal_writer(self, force: bool = False) -> None:
-        """Tell the writer outcomes are waiting, unless someone was told already (``force``:
-        told, but it was the loop, which could not write them)."""
-        if self._outcomes and (force or not self._signalled):
-            self._signalled = True
-            self._ops.put(_OUTCOMES)
-
     def _write(self, ops: list[Any]) -> bool:
         pushes = [op for op in ops if isinstance(op, _PushOp)]
         outcomes = self._pending_outcomes + [op for op in ops if isinstance(op, Outcome)]
@@ -331,33 +248,28 @@ class Store(Transactions):
         if not ops:
             self._signal_writer(force=True)
 
-    def _commit(
-        self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None
-    ) -> tuple[list[list[int]], list[bool] | None]:
-        """One transaction with every push and outcome; the ids per push and, after a record
-        sent again, which records were inserted. Hold ``_lock``."""
+    def _commit(self, pushes: list[_PushOp], outcomes: list[Outcome], raw: Any = None) -> Ids:
+        """One transaction with every push and outcome; the ids per push and, when a record
+        had a ``unique_key`` or was sent again, which records were inserted. Hold ``_lock``."""
         records = [r for op in pushes for r in op.records]
         retry_of = None
         if any(op.retry_of for op in pushes):
             retry_of = [x for op in pushes for x in (op.retry_of or [None] * len(op.records))]
+        unique = any(r.unique_key for r in records)
         # A lone INSERT is its own transaction: no BEGIN and COMMIT round trips through the
         # driver, each of which gives up and takes back the GIL.
-        single = not outcomes and len(records) <= INSERT_CHUNK
-        fence, now, fresh = self.fence, timezone.now(), None
-        steps = any(o.job.job_id for o in outcomes)
-        following: list[Job] = []
-        try:
-            with self._transaction(raw, single) as (cur, ph):
-                flat = insert_tasks(cur, ph, records, now, self._adapt, retry_of, fence)
-                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
-                if steps:
-                    following = write_steps(cur, ph, kept(outcomes, lost), now, self._adapt, fence)
-        except IntegrityError:  # a record sent again: done again, the duplicate skipped
-            with self._transaction(raw, False) as (cur, ph):
-                flat, fresh = insert_deduped(cur, ph, records, now, self._adapt, retry_of, fence)
-                lost = write_outcomes(cur, ph, outcomes, self._adapt, fence)
-                if steps:
-                    following = write_steps(cur, ph, kept(outcomes, lost), now, self._adapt, fence)
+        single = not outcomes and not unique and len(records) <= INSERT_CHUNK
+        flat, fresh, lost, following = write_batch(
+            self._transaction,
+            raw,
+            single,
+            records,
+            outcomes,
+            retry_of,
+            self._adapt,
+            self.fence,
+            unique,
+        )
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)
         if following:
@@ -392,8 +304,26 @@ class Store(Transactions):
             for op, op_ids in zip(pushes, ids, strict=True)
             for i, r in zip(op_ids, op.records, strict=True)
         )
-        if fresh is not None:  # a record sent again is queued already
+        if fresh is not None:  # a record sent again, or whose unique key a task holds
             jobs = (job for job, new in zip(jobs, fresh, strict=True) if new)
         self.on_committed(jobs)
         if not on_loop and answers:
             answer(answers)
+
+    def _failed(self, exc: Exception, pushes: list[_PushOp], outcomes: list[Outcome]) -> None:
+        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+        log.error(
+            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
+            self.last_error,
+            sum(len(op.records) for op in pushes),
+            len(outcomes),
+        )
+        self._pending_outcomes = outcomes
+        self._fast = None
+        try:
+            self._db.close()  # reconnect on the next turn
+        except DatabaseError:
+            pass
+        if pushes:
+            err = DatabaseError(f"database unavailable: {self.last_error}")
+            self.on_pushed([(op.token, err) for op in pushes])

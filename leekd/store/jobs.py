@@ -16,12 +16,16 @@ from django.utils import timezone
 from ..job import Job as Step
 from ..models import FailedTask, Job, JobState, QueuedTask
 from .purge import LOCK
+from .rows import Fence, owned
 from .steps import step_preview
 
 
-def _step_task(job: Job, name: str, retry_of: FailedTask | None = None) -> Step:
+def _step_task(
+    job: Job, name: str, retry_of: FailedTask | None = None, owner: Fence | None = None
+) -> Step:
     now = timezone.now()
     task = QueuedTask.objects.create(
+        **owned(owner),
         queue=job.queue,
         name=name,
         args_preview=step_preview(job.pk, job.step),
@@ -34,7 +38,9 @@ def _step_task(job: Job, name: str, retry_of: FailedTask | None = None) -> Step:
     return Step(task.pk, name, job.queue, b"", job_id=job.pk, step=job.step)
 
 
-def create_job(name: str, first: str, workspace: dict[str, Any], queue: str) -> Step:
+def create_job(
+    name: str, first: str, workspace: dict[str, Any], queue: str, owner: Fence | None = None
+) -> Step:
     """A new job and its first step's task, in one commit; returns that task."""
     try:
         with transaction.atomic():
@@ -42,12 +48,12 @@ def create_job(name: str, first: str, workspace: dict[str, Any], queue: str) -> 
             job = Job.objects.create(
                 name=name, queue=queue, workspace=workspace, created_at=now, updated_at=now
             )
-            return _step_task(job, first)
+            return _step_task(job, first, owner=owner)
     finally:
         connection.close()  # pool threads come and go; never leave a connection behind
 
 
-def resume_job(job_id: int, steps: dict[str, list[str]]) -> Step:
+def resume_job(job_id: int, steps: dict[str, list[str]], owner: Fence | None = None) -> Step:
     """Queue a failed job's failed step again, with the workspace its last good step saved.
 
     ``ValueError`` (for the client) when there is no such job or it has not failed.
@@ -72,7 +78,7 @@ def resume_job(job_id: int, steps: dict[str, list[str]]) -> Step:
             )
             job.state, job.error, job.updated_at = JobState.READY, "", timezone.now()
             job.save(update_fields=["state", "error", "updated_at"])
-            return _step_task(job, names[job.step], failure)
+            return _step_task(job, names[job.step], failure, owner)
     finally:
         connection.close()
 

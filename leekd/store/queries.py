@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from ..job import result_reply
 from ..models import FailedTask, QueuedTask, SuccessTask
@@ -38,7 +39,10 @@ def _task_status(task_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     row["enqueued_at"] = row["enqueued_at"].isoformat()
-    row["run_at"] = row["run_at"].isoformat() if row["run_at"] is not None else None
+    run_at = row["run_at"]
+    if row["state"] == "queued" and run_at is not None and run_at > timezone.now():
+        row["state"] = "scheduled"  # waiting for its run_at, in leekd's timer heap
+    row["run_at"] = run_at.isoformat() if run_at is not None else None
     if row["state"] == "succeeded":
         s = (
             SuccessTask.objects.filter(task_id=task_id)

@@ -31,6 +31,11 @@ _INSERT_OWNED = f"INSERT INTO leekd_queuedtask ({', '.join(_OWNED_COLUMNS)}) VAL
 Fence = tuple[str, int]  # (node, epoch): who may write a task's outcome
 
 
+def owned(fence: Fence | None) -> dict[str, Any]:
+    """ORM fields that make a new task row this node's, as its pushes are (several nodes)."""
+    return {} if fence is None else {"owner": fence[0], "epoch": fence[1]}
+
+
 def insert_tasks(
     cur: Any,
     ph: str,
@@ -73,6 +78,22 @@ def insert_tasks(
     return ids
 
 
+def insert_all(
+    cur: Any,
+    ph: str,
+    records: Sequence[TaskRecord],
+    now: datetime,
+    adapt: Callable[[datetime], Any],
+    retry_of: Sequence[int | None] | None,
+    owner: Fence | None,
+    unique: bool,
+) -> tuple[list[int], list[bool] | None]:
+    """The ids, and (with ``unique``: some record has a ``unique_key``) which were inserted."""
+    if unique:  # each record looked up first: the key's holder takes it
+        return insert_deduped(cur, ph, records, now, adapt, retry_of, owner)
+    return insert_tasks(cur, ph, records, now, adapt, retry_of, owner), None
+
+
 def insert_deduped(
     cur: Any,
     ph: str,
@@ -82,25 +103,41 @@ def insert_deduped(
     retry_of: Sequence[int | None] | None,
     owner: Fence | None = None,
 ) -> tuple[list[int], list[bool]]:
-    """``insert_tasks`` after a plain insert met a ``key`` already in the table.
+    """``insert_tasks`` for records that may be recorded already, one at a time.
 
     A push whose answer was lost is sent again with the same keys, perhaps to another node;
-    such a record gets the id recorded first and inserts nothing, so the other pushes of
-    the commit go through. Returns the ids and, per record, whether it was inserted.
+    a record with a ``unique_key`` that an unfinished task holds belongs to that task. Such
+    a record gets the id recorded first and inserts nothing, so the other pushes of the
+    commit go through. Returns the ids and, per record, whether it was inserted. Inside the
+    commit's transaction (on SQLite, under its write lock) two records of one unique key in
+    one commit find each other too; the partial unique index is the guarantee (a node that
+    loses a race to another fails its commit, and the store does it again, deduplicated).
     """
     ids: list[int] = []
     fresh: list[bool] = []
+    sent = f"SELECT id FROM leekd_queuedtask WHERE key = {ph}"
+    held = f"SELECT id FROM leekd_queuedtask WHERE unique_key = {ph} AND state = 'queued'"
     for k, r in enumerate(records):
+        row = None
         if r.key:
-            cur.execute(f"SELECT id FROM leekd_queuedtask WHERE key = {ph}", [r.key])
-            row = cur.fetchone()
-            if row is not None:
-                ids.append(row[0])
-                fresh.append(False)
-                continue
+            cur.execute(sent, [r.key])
+            row = _first(cur)
+        if row is None and r.unique_key:
+            cur.execute(held, [r.unique_key])
+            row = _first(cur)
+        if row is not None:
+            ids.append(row[0])
+            fresh.append(False)
+            continue
         ids += insert_tasks(cur, ph, [r], now, adapt, [retry_of[k]] if retry_of else None, owner)
         fresh.append(True)
     return ids, fresh
+
+
+def _first(cur: Any) -> Any:
+    """The first row, reading them all: a statement left unfinished would hold SQLite up."""
+    rows = cur.fetchall()
+    return rows[0] if rows else None
 
 
 def write_outcomes(
@@ -272,11 +309,3 @@ def split_ids(flat: list[int], sizes: list[int]) -> list[list[int]]:
         ids.append(flat[k : k + n])
         k += n
     return ids
-
-
-def kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:
-    """The outcomes that were written: a step another node owns now moves no job on."""
-    if not lost:
-        return outcomes
-    gone = {id(o) for o in lost}
-    return [o for o in outcomes if id(o) not in gone]

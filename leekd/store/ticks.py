@@ -19,6 +19,7 @@ from leek.protocol import TaskRecord
 
 from ..job import Job
 from ..models import QueuedTask, Schedule
+from .rows import owned
 
 
 def prepare(first: dict[str, datetime]) -> dict[str, datetime | None]:
@@ -39,7 +40,11 @@ def prepare(first: dict[str, datetime]) -> dict[str, datetime | None]:
 
 
 def claim(
-    name: str, old: datetime | None, new: datetime, record: TaskRecord | None
+    name: str,
+    old: datetime | None,
+    new: datetime,
+    record: TaskRecord | None,
+    owner: tuple[str, int] | None = None,
 ) -> tuple[datetime | None, bool, Job | None]:
     """Move ``name`` from tick ``old`` to ``new``, queueing ``record`` with it (None: skip
     the tick). Returns the schedule's last tick as the database now has it, whether this
@@ -55,6 +60,7 @@ def claim(
             if record is None:
                 return new, True, None
             task = QueuedTask.objects.create(
+                **owned(owner),  # with several nodes: the claimer's, as its pushes are
                 queue=record.queue,
                 name=record.name,
                 args_preview=record.preview,

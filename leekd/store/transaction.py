@@ -6,20 +6,16 @@ whether the event loop may commit on it (the fast path); elsewhere it goes throu
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError, transaction
-
-log = logging.getLogger("leekd.store")
+from django.db import transaction
 
 
 class Transactions:
-    """The database side of ``Store``: its connection, transactions on it, and what a failed
-    one leaves behind."""
+    """The database side of ``Store``: its connection, and transactions on it."""
 
     _db: Any  # the writer thread's DatabaseWrapper
     _tuned: Any  # the raw SQLite connection whose autocheckpoint is off
@@ -27,10 +23,6 @@ class Transactions:
     _busy_ms: int  # its busy timeout for the writer thread, which may wait
     _waits: bool  # whether that timeout is set (the fast path sets zero)
     _utc_text: bool  # datetimes go to the database as naive UTC text (SQLite)
-    healthy: bool
-    last_error: str
-    _pending_outcomes: list[Any]  # written when the database is back
-    on_pushed: Any  # answers refused pushes
 
     @contextmanager
     def _transaction(self, raw: Any = None, single: bool = False) -> Iterator[tuple[Any, str]]:
@@ -92,22 +84,3 @@ class Transactions:
             self._fast = raw if str(mode).lower() == "wal" and sync <= 1 else None
             self._tuned = raw
         return raw
-
-    def _failed(self, exc: Exception, pushes: list[Any], outcomes: list[Any]) -> None:
-        """A commit failed: refuse its pushes, keep its outcomes for the next turn, reconnect."""
-        self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
-        log.error(
-            "database write failed (%s): refusing %d pushes, keeping %d outcomes to write later",
-            self.last_error,
-            sum(len(op.records) for op in pushes),
-            len(outcomes),
-        )
-        self._pending_outcomes = outcomes
-        self._fast = None
-        try:
-            self._db.close()  # reconnect on the next turn
-        except DatabaseError:
-            pass
-        if pushes:
-            err = DatabaseError(f"database unavailable: {self.last_error}")
-            self.on_pushed([(op.token, err) for op in pushes])

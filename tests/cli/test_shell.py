@@ -67,15 +67,16 @@ def test_stats_table_and_json(server, client, run):
     assert lines[header].split() == [
         "queue",
         "waiting",
+        "scheduled",
         "running",
         "succeeded",
         "failed",
         "retried",
     ]
     table = {line.split()[0]: line.split()[1:] for line in lines[header + 1 :]}
-    assert table["default"] == ["0", "0", "1", "1", "0"]
-    assert table["mail"] == ["0", "0", "1", "0", "0"]
-    assert table["(all)"] == ["0", "0", "2", "1", "0"]
+    assert table["default"] == ["0", "0", "0", "1", "1", "0"]
+    assert table["mail"] == ["0", "0", "0", "1", "0", "0"]
+    assert table["(all)"] == ["0", "0", "0", "2", "1", "0"]
     assert "3 handled since start" in out and "on the event loop)" in out
 
     code, out, _ = run("--port", server.port, "stats", "--json")
@@ -204,3 +205,18 @@ def test_unix_socket_option(make_server, run):
         assert code == 1 and "unreachable" in err
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_status_shows_scheduled_priority_and_cancelled_and_cancel_cancels(server, client, run):
+    task_id = client.push(tasks.noop, delay=3600, priority=7)
+    code, out, _ = run("--port", server.port, "status", task_id)
+    assert code == 0
+    assert "state     scheduled for 20" in out and "priority  7" in out
+    code, out, _ = run("--port", server.port, "cancel", task_id)
+    assert code == 0 and out == f"task {task_id} cancelled: it will not run\n"
+    code, out, _ = run("--port", server.port, "status", task_id)
+    assert code == 0 and "state     cancelled" in out
+    code, _, err = run("--port", server.port, "cancel", task_id)
+    assert code == 1 and f"refused (rejected): task {task_id} was already cancelled" in err
+    code, _, err = run("--port", server.port, "cancel", "999999999")
+    assert code == 1 and "refused (not found)" in err

@@ -135,3 +135,26 @@ def test_a_stop_answers_open_waits(make_server, tmp_path):
     wait_for(server.stopped.is_set)
     assert errors and "leekd is stopping" in str(errors[0])
     c.close()
+
+
+def test_a_cancel_answers_the_wait_with_leek_cancelled(server):
+    with leek.Client(port=server.port, secret=SECRET) as c:
+        task_id = c.push(tasks.add, (1, 2), delay=60)
+        errors: list[BaseException] = []
+
+        def wait() -> None:
+            with leek.Client(port=server.port, secret=SECRET) as waiter:
+                try:
+                    waiter.result(task_id, timeout=30)
+                except leek.LeekError as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        wait_for(lambda: server.results, what="the wait to register on leekd")
+        t0 = time.monotonic()
+        assert c.cancel(task_id)["cancelled"]
+        thread.join(10)
+        assert isinstance(errors[0], leek.LeekCancelled) and time.monotonic() - t0 < 5
+        with pytest.raises(leek.LeekCancelled, match=f"task {task_id} was cancelled"):
+            c.result(task_id, timeout=1)

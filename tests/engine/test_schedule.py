@@ -107,6 +107,8 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
     assert sum(step == timedelta(seconds=1) for step in steps) >= 0.75 * len(steps)
     both = ticks(first.output(), "tick"), ticks(second.output(), "tick")
     assert not set(both[0]) & set(both[1])
+    # and no claimed tick's task ran twice (one still queued at the stop runs at the next start)
+    assert len(lines(tmp_path / "tick-runs")) <= len(claimed)
     # and each claimed tick queued one task, which ran once.
     runs = len(lines(tmp_path / "tick-runs"))
     assert len(claimed) - 2 <= runs <= len(claimed)

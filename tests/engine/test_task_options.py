@@ -43,11 +43,12 @@ def test_eta_and_timedelta_delay(client, tmp_path):
 
 
 def test_scheduled_tasks_are_counted_apart_from_waiting_ones(client, tmp_path):
-    client.push(tasks.noop, queue="later", delay=3600)
+    task_id = client.push(tasks.noop, queue="later", delay=3600)
     stats = client.stats()
     assert stats["queues"]["later"]["scheduled"] == 1
     assert stats["queues"]["later"]["waiting"] == 0
     assert client.waiting() == 0
+    client.cancel(task_id)  # later servers on this test database would recover it
 
 
 def test_bad_times_are_refused_before_sending(client):
@@ -97,3 +98,17 @@ def test_a_delayed_task_survives_kill_9_and_one_due_meanwhile_runs_promptly(leek
         ),
         what="outcome recorded",
     )
+
+
+def test_retries_wait_their_backoff(make_server, tmp_path):
+    # retry_delay 0.3s, doubling: attempts at about 0, 0.3 and 0.9 seconds
+    app = make_server(retry_delay=0.3)
+    with leek.Client(port=app.port, secret=SECRET) as c:
+        task_id = c.push(tasks.fail_stamped, (str(tmp_path), "try", 2), max_retries=3)
+        wait_for(lambda: len(stamps(tmp_path)) == 3, timeout=10, what="three attempts")
+        wait_for(lambda: c.status(task_id)["state"] == "succeeded", what="the third succeeded")
+        # both failed attempts went through the timer heap as retries
+        assert c.stats()["queues"]["default"]["retried"] == 2
+    times = [t for _, t in stamps(tmp_path)]
+    assert times[1] - times[0] >= 0.3
+    assert times[2] - times[1] >= 0.6

@@ -130,7 +130,8 @@ def test_control_values_after_a_known_workload(make_server, tmp_path):
         c.push(tasks.fail, max_retries=1)
         wait_for(lambda: c.handled() == 7, timeout=20)
         assert c.waiting() == 0
-        stats = c.stats()
+        # A worker counts its task handled just before it lets go of it.
+        stats = wait_for(lambda: (s := c.stats())["workers"]["busy"] == 0 and s)
         assert stats["queues"]["default"]["succeeded"] == 6
         assert stats["queues"]["default"]["failed"] == 1
         assert stats["workers"] == {"total": 1, "busy": 0, "idle": 1}

@@ -39,7 +39,7 @@ def migrate(db: Path, *target: str) -> None:
 def test_an_old_database_migrates_forward_with_its_rows(tmp_path):
     db = tmp_path / "old.sqlite3"
     migrate(db, "0001")
-    with closing(sqlite3.connect(db)) as conn, conn:
+    with closing(sqlite3.connect(db)) as conn, conn:  # closed, not only committed
         conn.execute(
             "INSERT INTO leekd_queuedtask (queue, name, args_preview, payload, state, "
             "enqueued_at, attempts, max_retries, timeout, deaths) "
@@ -48,8 +48,13 @@ def test_an_old_database_migrates_forward_with_its_rows(tmp_path):
     migrate(db)
     with closing(sqlite3.connect(db)) as conn, conn:
         row = conn.execute(
-            "SELECT name, state, priority, run_at, key, job_id, step FROM leekd_queuedtask"
+            "SELECT name, state, priority, run_at, key, job_id, step, unique_key "
+            "FROM leekd_queuedtask"
         ).fetchall()
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert row == [("m.f", "queued", 0, None, None, None, None)]
+        (index,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'leekd_qt_unique_key'"
+        ).fetchone()
+    assert row == [("m.f", "queued", 0, None, None, None, None, None)]
     assert {"leekd_job", "leekd_schedule"} <= tables
+    assert "UNIQUE INDEX" in index and "WHERE" in index

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("leekd", "0005_schedules_jobs")]
+    dependencies = [("leekd", "0006_unique_key")]
 
     operations = [
         migrations.AddField(
