@@ -1,4 +1,4 @@
-"""The blocking client: one persistent, authenticated connection per process.
+"""The blocking client: pushes, requests and results over one connection (link.py) per process.
 
 A ``Client`` is thread-safe (one request at a time on its connection), reconnects when leekd
 restarted under it, and after ``fork()`` the child opens its own connection instead of
@@ -8,110 +8,27 @@ sharing its parent's socket.
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import cloudpickle
+from . import link, oncommit
+from .errors import LeekError, LeekProtocolError, LeekTimeout
+from .link import Link, too_large
+from .protocol import Push, Pushed, Reply, Request, TaskRecord
+from .records import OPTIONS, Task, batches, make_record
+from .results import SHORT_STEP, STEP, task_id_of, wait_result
 
-from .conf import resolve_address, resolve_secret, resolve_transport
-from .errors import (
-    LeekAuthError,
-    LeekConnectionError,
-    LeekError,
-    LeekProtocolError,
-    LeekTimeout,
-    LeekUnavailable,
-    raise_error,
-)
-from .hosts import Hosts, resolve_hosts
-from .protocol import (
-    CLOSED,
-    DEFAULT_MAX_FRAME,
-    NEED_DATA,
-    Connection,
-    Error,
-    ErrorCode,
-    ProtocolError,
-    Push,
-    Pushed,
-    Reply,
-    Request,
-    Role,
-    ServerHello,
-    TaskRecord,
-    Welcome,
-)
-from .records import OPTIONS, batches, make_record
-from .transport import client_tls_context, open_socket, stale
-from .version import __version__
-
-_RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
-_forks = 0  # forks between the first process and this one: a socket from before is a parent's
 
 
-def client_info() -> dict[str, Any]:
-    v = sys.version_info
-    return {
-        "python": f"{v.major}.{v.minor}",
-        "cloudpickle": cloudpickle.__version__,
-        "leek": __version__,
-        "pid": os.getpid(),
-    }
-
-
-class Client:
+class Client(Link):
     """A connection to leekd. Arguments override ``LEEK_*`` env vars and ``settings.LEEK``.
 
     ``unix`` connects to a Unix-domain socket instead of TCP; ``tls=True`` wraps TCP in TLS,
     checking leekd's certificate against ``tls_ca`` (or the system's CAs) and the host name.
-    ``hosts`` (or ``LEEK_HOSTS``) lists several nodes to fail over between (hosts.py).
     """
-
-    def __init__(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        secret: str | bytes | None = None,
-        *,
-        connect_timeout: float = 2.0,
-        timeout: float = 60.0,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        unix: str | None = None,
-        tls: bool | None = None,
-        tls_ca: str | None = None,
-        hosts: Sequence[str] | str | None = None,
-    ) -> None:
-        self.host, self.port = resolve_address(host, port)
-        found = resolve_hosts(hosts) if hosts or (host is None and port is None) else None
-        self.hosts = Hosts(found) if found else None
-        if self.hosts is not None:
-            self.host, self.port = self.hosts.current
-        self.transport = resolve_transport(
-            unix, tls, tls_ca, tcp_given=host is not None or port is not None
-        )
-        self._tls: ssl.SSLContext | None = None
-        self._secret_arg = secret
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self._deadline = 0.0  # of the request under way (monotonic)
-        self.max_frame = max_frame
-        self._lock = threading.RLock()
-        self._sock: socket.socket | None = None
-        self._conn: Connection | None = None
-        self._forks = _forks  # which process made the socket, without a getpid() per call
-        self.server_info: dict[str, Any] = {}
-
-    @property
-    def address(self) -> str:
-        if self.transport.unix:
-            return f"unix:{self.transport.unix}"
-        return f"{self.host}:{self.port}" + (" (TLS)" if self.transport.tls else "")
 
     # ---- public API
 
@@ -120,21 +37,44 @@ class Client:
         fn: Callable[..., Any],
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
+        *,
+        on_commit: bool | None = None,
         **options: Any,
-    ) -> int:
-        """Queue ``fn(*args, **kwargs)``; returns its id once leekd has committed it."""
+    ) -> int | None:
+        """Queue ``fn(*args, **kwargs)``; returns its id once leekd has committed it.
+
+        Inside ``atomic()`` (with ``on_commit`` true, the default) the push is sent when the
+        transaction commits and this returns None: there is no id before the commit.
+        """
         if options:
             unknown = set(options) - OPTIONS
             if unknown:
                 raise TypeError(
                     f"unknown push options: {', '.join(sorted(unknown))} (a push takes "
-                    f"{', '.join(sorted(OPTIONS))}; pass the task's own arguments in kwargs)"
+                    f"{', '.join(sorted(OPTIONS | {'on_commit'}))}; pass the task's own "
+                    "arguments in kwargs)"
                 )
+        if on_commit is None and isinstance(fn, Task):
+            on_commit = fn.options.get("on_commit")
         record = make_record(fn, tuple(args), kwargs, **options)
+        if self.deferred(on_commit):
+            oncommit.defer(lambda: self.push_records([record]))
+            return None
         return self.push_records([record])[0]
 
-    def push_many(self, calls: Iterable[Any], **options: Any) -> list[int]:
-        """Queue calls (``fn``, ``(fn, args)``, ``(fn, args, kwargs)``) in few round trips."""
+    def deferred(self, on_commit: bool | None) -> bool:
+        if on_commit is False or (on_commit is None and not self.on_commit):
+            return False
+        return oncommit.in_atomic_block()
+
+    def push_many(
+        self, calls: Iterable[Any], *, on_commit: bool | None = None, **options: Any
+    ) -> list[int] | None:
+        """Queue many calls in as few round trips as possible.
+
+        Each call is ``fn``, ``(fn, args)`` or ``(fn, args, kwargs)``; ``options`` apply to all.
+        Inside ``atomic()`` they are sent at the commit, as ``push`` does, and this returns None.
+        """
         records = []
         for call in calls:
             if callable(call):
@@ -142,11 +82,20 @@ class Client:
             else:
                 fn, args, kwargs = (tuple(call) + ((), None))[:3]
             records.append(make_record(fn, tuple(args), kwargs, **options))
+        if self.deferred(on_commit):
+            oncommit.defer(lambda: self.push_records(records))
+            return None
         return self.push_records(records)
 
     def push_records(self, records: list[TaskRecord]) -> list[int]:
         if not records:
             return []
+        if self.inline is not None:
+            return self.inline.push(records)
+        for r in records:
+            need = len(r.payload) + len(r.name) + len(r.preview) + 64
+            if need > self.max_frame - 256:
+                raise LeekError(too_large(r.name, need, self.max_frame))
         frames = [Push(b) for b in batches(records, min(_FRAME_BUDGET, self.max_frame // 2))]
         ids: list[int] = []
         try:
@@ -161,15 +110,15 @@ class Client:
             raise LeekProtocolError(f"pushed {len(records)} tasks but got {len(ids)} ids")
         return ids
 
-    def request(self, op: str, **args: Any) -> Any:
-        (reply,) = self._roundtrip([Request(op, args)])
+    def request(self, op: str, _wait: float = 0.0, **args: Any) -> Any:
+        """One request; ``_wait``: seconds leekd may take beyond ``timeout`` to answer."""
+        (reply,) = self._roundtrip([Request(op, args)], _wait)
         if not isinstance(reply, Reply):
             raise LeekProtocolError(f"expected a reply, got {type(reply).__name__}")
         return reply.data
 
     def ping(self) -> dict[str, Any]:
-        """leekd's health: status ("ok", "draining", or "unavailable": the database takes no
-        writes, ``database`` says why), version, uptime, workers."""
+        """leekd's health: status ("ok" or "draining"), version, uptime, workers."""
         return self.request("ping")
 
     def waiting(self) -> int:
@@ -185,177 +134,68 @@ class Client:
 
     def status(self, task_id: int) -> dict[str, Any]:
         """One task's state: queued, running, succeeded or failed, with attempts and error."""
-        return self.request("status", id=int(task_id))
+        return self.request("status", id=task_id_of(task_id))
 
-    def cancel(self, task_id: int) -> dict[str, Any]:
-        """Cancel a task that has not started (due or scheduled): it never runs, and its
-        record says "cancelled". Raises ``LeekRejected`` (with the reason) for a task that
-        is running or finished, and for an unknown id."""
-        return self.request("cancel", id=int(task_id))
+    def result(self, task_id: int, timeout: float | None = None) -> Any:
+        """Wait for the task to finish and return its return value.
+
+        Raises ``LeekTaskFailed`` (the remote exception's type, message and traceback),
+        ``LeekCancelled``, or ``LeekTimeout`` once ``timeout`` seconds pass (None: no limit).
+        leekd answers as soon as the outcome is committed. The wait holds this client's
+        connection; ``leek.result`` waits on a connection of its own.
+        """
+        tid = task_id_of(task_id)
+        if self.inline is not None:
+            return self.inline.result(tid, timeout)
+        # With several nodes only the one that ran the task wakes the wait: ask in short steps.
+        step = SHORT_STEP if self.hosts and len(self.hosts.addresses) > 1 else STEP
+        return wait_result(
+            lambda wait: self.request("result", wait, id=tid, wait=wait), tid, timeout, step
+        )
+
+    def waiter(self) -> Client:
+        """A client of the same leekd for waits, so they do not hold this one's connection."""
+        if self.inline is not None:
+            return self
+        local = self._waiters
+        found: Client | None = getattr(local, "client", None)
+        if found is None:
+            found = Client(
+                self.host,
+                self.port,
+                self._secret_arg,
+                connect_timeout=self.connect_timeout,
+                timeout=self.timeout,
+                max_frame=self.max_frame,
+                unix=self.transport.unix,
+                tls=self.transport.tls,
+                tls_ca=self.transport.tls_ca,
+                hosts=[f"{h}:{p}" for h, p in self.hosts.addresses] if self.hosts else None,
+            )
+            local.client = found
+            with self._lock:
+                self._waiter_clients.append(found)
+        return found
 
     def status_of_key(self, key: str) -> dict[str, Any]:
         """The task recorded for a push with this key (``LeekTimeout.keys``); LeekRejected
         with code "not_found" if that push was never recorded."""
         return self.request("status_of_key", key=str(key))
 
+    def cancel(self, task_id: int) -> dict[str, Any]:
+        """Cancel a task that has not started (due or scheduled): it never runs, and its
+        record says "cancelled". Raises ``LeekRejected`` (with the reason) for a task that
+        is running or finished, and for an unknown id."""
+        return self.request("cancel", id=task_id_of(task_id))
+
     def close(self) -> None:
+        """Close the connection, and those ``waiter()`` opened for other threads."""
         with self._lock:
-            self._drop()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ---- transport
-
-    def _drop(self) -> None:
-        if self._sock is not None and self._forks == _forks:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-        self._sock = None
-        self._conn = None
-        self._forks = _forks
-
-    def _roundtrip(self, events: list[Any]) -> list[Any]:
-        """Send ``events`` and read their answers, all within ``timeout`` (LeekTimeout)."""
-        with self._lock:
-            self._deadline = time.monotonic() + self.timeout
-            for _ in range(len(self.hosts.addresses) - 1 if self.hosts else 0):
-                try:
-                    return self._roundtrip_here(events)
-                except LeekTimeout:
-                    raise  # no time left for another host
-                except (LeekConnectionError, LeekUnavailable):  # the same records go on
-                    self._drop()
-                    assert self.hosts is not None
-                    self.host, self.port = self.hosts.advance()
-            return self._roundtrip_here(events)
-
-    def _roundtrip_here(self, events: list[Any]) -> list[Any]:
-        if self._forks != _forks:
-            self._sock, self._conn = None, None  # the parent's socket: leave it alone
-            self._forks = _forks
-        if self._sock is not None and stale(self._sock):
-            self._drop()
-        fresh = self._sock is None
-        while True:
-            if self._sock is None:
-                self._open()
-            try:
-                return self._exchange(events)
-            except LeekTimeout:
-                self._drop()  # an answer may still come on it: never read as another's
-                raise
-            except (OSError, LeekConnectionError) as exc:
-                self._drop()
-                if fresh or time.monotonic() >= self._deadline:
-                    raise LeekConnectionError(
-                        f"lost the connection to leekd at {self.address}: {exc}"
-                    ) from exc
-            # A connection that looked alive failed (leekd restarted, say): one fresh attempt
-            # in the time left. A push sent again carries the same keys: leekd records each
-            # record at most once.
-            fresh = True
-
-    def _exchange(self, events: list[Any]) -> list[Any]:
-        assert self._sock is not None and self._conn is not None
-        data = (
-            self._conn.send(events[0])
-            if len(events) == 1
-            else b"".join([self._conn.send(e) for e in events])
-        )
-        try:
-            self._sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
-            self._sock.sendall(data)
-        except TimeoutError:
-            raise LeekTimeout(
-                f"leekd at {self.address} did not take our request within {self.timeout:g}s"
-            ) from None
-        replies = []
-        for _ in events:
-            event = self._read_event()
-            if isinstance(event, Error):
-                if len(events) > 1:
-                    self._drop()  # answers still owed for the rest of the pipeline
-                raise_error(event, self.address)
-            replies.append(event)
-        return replies
-
-    def _read_event(self) -> Any:
-        assert self._sock is not None and self._conn is not None
-        while True:
-            try:
-                event = self._conn.next_event()
-            except ProtocolError as exc:
-                self._drop()
-                if exc.code == ErrorCode.AUTH:
-                    raise LeekAuthError(
-                        f"leekd at {self.address} does not share our secret ({exc}); give leekd "
-                        "and its clients the same LEEK_SECRET / settings.LEEK['secret'] "
-                        "(or the same Django SECRET_KEY)"
-                    ) from None
-                raise LeekProtocolError(
-                    f"leekd at {self.address} broke the protocol: {exc}"
-                ) from None
-            if event is NEED_DATA:
-                try:
-                    self._sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
-                    data = self._sock.recv(_RECV)
-                except TimeoutError:
-                    raise LeekTimeout(
-                        f"leekd at {self.address} did not answer within {self.timeout:g}s"
-                    ) from None
-                self._conn.receive_data(data)
-                continue
-            if event is CLOSED:
-                raise LeekConnectionError(f"leekd at {self.address} closed the connection")
-            return event
-
-    def _open(self) -> None:
-        secret = resolve_secret(self._secret_arg)
-        if self.transport.tls and self._tls is None:
-            self._tls = client_tls_context(self.transport.tls_ca)
-        sock = open_socket(
-            self.host,
-            self.port,
-            unix=self.transport.unix,
-            tls=self._tls,
-            connect_timeout=self.connect_timeout,
-            where=self.address,
-        )
-        sock.settimeout(self.timeout)
-        self._sock, self._conn = sock, Connection(Role.CLIENT, secret.key, self.max_frame)
-        self._forks = _forks
-        try:
-            hello = self._read_event()
-            if isinstance(hello, Error):
-                raise_error(hello, self.address)  # refused before the greeting
-            if not isinstance(hello, ServerHello):
-                raise LeekProtocolError("leekd did not greet us")
-            sock.sendall(self._conn.hello(client_info()))
-            welcome = self._read_event()
-            if isinstance(welcome, Error):
-                raise_error(welcome, self.address)
-            if not isinstance(welcome, Welcome):
-                raise LeekProtocolError("leekd did not welcome us")
-            self.server_info = welcome.info
-        except LeekAuthError as exc:
-            self._drop()
-            raise LeekAuthError(
-                f"{exc} [this client's secret comes from {secret.source}]"
-            ) from None
-        except LeekError:
-            self._drop()
-            raise
-        except OSError as exc:
-            self._drop()
-            raise LeekConnectionError(
-                f"leekd at {self.address} dropped the connection during the handshake ({exc})"
-            ) from None
+            waiters, self._waiter_clients = self._waiter_clients, []
+            self._waiters = threading.local()
+        for c in waiters:
+            c.close()
+        super().close()
 
 
 _default: Client | None = None
@@ -368,16 +208,40 @@ def get_client() -> Client:
     with _default_lock:
         if _default is None:
             _default = Client()
+            _follow_settings()
         return _default
 
 
+def reset_client() -> None:
+    """Forget the shared client (closing it); the next ``get_client()`` makes a new one."""
+    global _default
+    with _default_lock:
+        old, _default = _default, None
+    if old is not None:
+        old.close()
+
+
+def _follow_settings() -> None:
+    """With Django here, a change of ``settings.LEEK`` (``override_settings`` in tests)
+    makes the next ``get_client()`` read it again."""
+    if "django.conf" not in sys.modules:
+        return
+    from django.core.signals import setting_changed
+
+    def changed(setting: str = "", **kwargs: Any) -> None:
+        if setting in ("LEEK", "SECRET_KEY"):
+            reset_client()
+
+    setting_changed.connect(changed, weak=False, dispatch_uid="leek.client.settings")
+
+
 def _reset_after_fork() -> None:
-    global _default, _default_lock, _forks
-    _forks += 1
+    global _default, _default_lock
+    link.forked()
     _default_lock = threading.Lock()
     if _default is not None:
         _default._sock, _default._conn = None, None
-        _default._forks = _forks
+        _default._forks = link.forks()
         _default._lock = threading.RLock()
 
 

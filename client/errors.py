@@ -18,7 +18,8 @@ class LeekConnectionError(LeekError):
 
 
 class LeekTimeout(LeekConnectionError):
-    """Raised when leekd did not answer within the client's ``timeout``.
+    """Raised when leekd did not answer within the client's ``timeout``, or a wait for a
+    result ran out of time (the task may still finish).
 
     A push may have been recorded anyway (its answer is what did not come): ``keys`` holds
     the key of each of its records; ``Client.status_of_key(key)`` tells whether it was.
@@ -68,6 +69,29 @@ class LeekUnavailable(LeekRejected):
 
 class LeekVersionError(LeekRejected):
     """Raised when leekd refuses a by-value task pickled by a different Python/cloudpickle."""
+
+
+class LeekTaskFailed(LeekError):
+    """Raised by ``result()`` when the task failed: ``exc_type``, ``message`` and
+    ``traceback`` are the remote exception's (its class path, text and formatted trace)."""
+
+    def __init__(self, task_id: int, exc_type: str, message: str, traceback: str) -> None:
+        super().__init__(
+            f"task {task_id} failed: {exc_type}: {message} "
+            "(the remote traceback is in .traceback, and in the admin)"
+        )
+        self.task_id = task_id
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback = traceback
+
+
+class LeekCancelled(LeekError):
+    """Raised by ``result()`` when the task was cancelled before it ran."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"task {task_id} was cancelled; it will not run")
+        self.task_id = task_id
 
 
 def raise_error(event: Any, where: str) -> None:

@@ -45,8 +45,8 @@ class ErrorCode(enum.IntEnum):
 
 # Requests carried in REQUEST frames (JSON: {"op": ..., ...}). Anything else is refused.
 REQUEST_OPS = frozenset(
-    {"ping", "waiting", "handled", "stats", "status", "drain", "purge", "retry_failed", "failures"}
-    | {"nodes", "cancel", "status_of_key"}
+    {"ping", "waiting", "handled", "stats", "status", "result", "drain", "purge", "retry_failed"}
+    | {"failures", "nodes", "cancel", "status_of_key"}
     | {"schedules", "create_job", "job", "resume_job"}
 )
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .engine.pools import Pools
     from .engine.workers import Worker
     from .net.connection import LeekConnection
+    from .net.results import ResultWaiters
     from .store.commit import Store
 
 
@@ -32,6 +33,7 @@ class Answers:
     started: float
     recovered: int
     poisoned: int
+    results: ResultWaiters
 
     @property
     def connections(self) -> set[LeekConnection]:
@@ -55,6 +57,14 @@ class Answers:
 
     def uptime(self) -> float:
         return round(time.monotonic() - self.started, 3)  # unmoved by wall-clock changes
+
+    def running_info(self, task_id: int) -> dict[str, Any] | None:
+        now, mono = time.time(), time.monotonic()
+        for w in self.workers:
+            job = w.current
+            if job is not None and job.id == task_id:
+                return {"started_at": now - (mono - w.started_at), "worker": w.worker_id}
+        return None
 
     def ping_info(self) -> dict[str, Any]:
         database = "ok" if self.store is None or self.store.healthy else self.store.last_error
@@ -110,6 +120,16 @@ class Answers:
 
         return status_of_key(key)
 
+    def task_result(self, task_id: int) -> dict[str, Any]:
+        from .store.queries import task_result
+
+        return task_result(task_id)
+
+    def watch_result(
+        self, task_id: int, fn: Callable[[dict[str, Any]], None]
+    ) -> Callable[[], None]:
+        return self.results.watch(task_id, fn)
+
     def latest_failures(self, limit: int) -> list[dict[str, Any]]:
         from .store.queries import latest_failures
 
@@ -124,6 +144,9 @@ class Answers:
         from .store.retry import retry_job
 
         return retry_job(args, self.store)
+
+    def task_cancelled(self, task_id: int) -> None:
+        self.results.wake([(task_id, {"state": "cancelled"})])
 
     def cancel(self, task_id: int) -> dict[str, Any]:
         from .store.cancel import cancel_unheld, mark_cancelled

@@ -38,6 +38,7 @@ from .net.admission import PYTHON
 from .net.authlog import AuthLog
 from .net.connection import LeekConnection, resolve_pushes
 from .net.listen import Listener
+from .net.results import ResultWaiters
 from .net.server import Server
 from .notify import announce_ready, sd_notify
 from .store.collect import OUTCOME_DELAY
@@ -83,6 +84,7 @@ class Leekd(Answers):
         self._stop: asyncio.Event | None = None
         self._turn: list[tuple[tuple[TaskRecord, ...], Any]] = []  # pushes of this loop turn
         self._outcome_timer: asyncio.TimerHandle | None = None
+        self.results = ResultWaiters()  # result requests waiting for an outcome
         self.member: Member | None = None  # on PostgreSQL: this node among the others
         self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
         self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
@@ -191,7 +193,8 @@ class Leekd(Answers):
             return put_many(tasks.committed(jobs))
 
         def report(outcome: Any) -> None:
-            tasks.ended(outcome)
+            if outcome.final:  # a retried attempt is not an end
+                tasks.ended(outcome)
             assert self.store is not None
             self.store.submit_outcome(outcome)
 
@@ -217,6 +220,7 @@ class Leekd(Answers):
         self.flow.owner = lambda: store.fence  # and owned by this node, as pushes are
         self._report = report or self.store.submit_outcome
         self.store.outcomes_due = lambda: loop.call_soon_threadsafe(self._outcomes_due)
+        self.store.on_outcomes = functools.partial(self.results.committed, loop)
         self._join()
         self.slots = self._open_slots()
         t0 = time.monotonic()

@@ -60,7 +60,7 @@ def configure_embedded(
     import django
     from django.conf import settings
 
-    Path(db_path).resolve().parent.mkdir(parents=True, exist_ok=True)
+    check_writable(Path(db_path).resolve())
     settings.configure(**embedded_settings(db_path, synchronous=synchronous))
     django.setup()
     if not migrate or _migrations_recorded():
@@ -69,6 +69,29 @@ def configure_embedded(
         _migrate_in_child(db_path, synchronous)
     else:
         apply_migrations()
+
+
+def check_writable(path: Path) -> None:
+    """SQLite in WAL mode writes beside its file: refuse a directory leekd cannot write to."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeekConfigError(
+            f"cannot create {path.parent}: {exc.strerror or exc}; pass --db PATH (or LEEK_DB)"
+        ) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only_fs(path.parent) else "permission denied"
+        raise LeekConfigError(
+            f"cannot create {path.name} in {path.parent}: {why}; pass --db PATH (or LEEK_DB) "
+            "in a directory leekd may write to"
+        )
+
+
+def _read_only_fs(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _migrate_in_child(db_path: str | os.PathLike[str], synchronous: str) -> None:
@@ -138,9 +161,7 @@ def configure_project(settings_module: str) -> None:
     from django.conf import settings
 
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
-    # As manage.py does: the project directory (where leekd is started) is importable.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    cwd_on_path()  # as manage.py: the project directory (where leekd starts) is importable
     try:
         django.setup()
     except ImportError as exc:
@@ -170,9 +191,17 @@ def check_migrated() -> None:
         )
 
 
+def cwd_on_path() -> None:
+    """As ``python -m`` and manage.py do: modules in the current directory are importable."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def setup(settings_module: str | None, db_path: str | None) -> str:
     """Configure Django for leekd; returns "project" or "embedded"."""
     from django.conf import settings
+
+    cwd_on_path()  # tasks in the directory leekd runs in, standalone too
 
     if settings.configured:
         return "embedded" if getattr(settings, "LEEK_EMBEDDED", False) else "project"

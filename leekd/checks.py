@@ -40,6 +40,12 @@ KNOWN = {
     "max_deaths",
     "wal_limit",
     "payload_memory",
+    "autodiscover",
+    "on_commit",
+    "eager",
+    "capture",
+    "metrics_port",
+    "metrics_host",
     "schedule",
     "jobs",
 }

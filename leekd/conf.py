@@ -39,6 +39,7 @@ class Config:
     wal_limit: int = 64 * 1024 * 1024  # bytes of SQLite log before a truncating checkpoint
     payload_memory: int = 256 * 1024 * 1024  # bytes of waiting payloads held in memory
     settings: str | None = None  # Django settings module; None = embedded SQLite
+    autodiscover: bool = True  # import each installed app's tasks module at start
     node: str | None = None  # this node's name on a shared PostgreSQL; default host:port
     lease: float = 30.0  # a node silent this long is dead and its tasks are taken over
     metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
@@ -201,6 +202,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         except ValueError as exc:
             raise LeekConfigError(f"{source}: {exc}") from None
     kind = {f.name: f.type for f in fields(Config)}[name]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise LeekConfigError(f"{source}: {name} must be True or False, not {value!r}")
+        return value
     try:
         if kind == "int" or (kind == "int | None" and value is not None):
             return int(value)

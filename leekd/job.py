@@ -5,8 +5,11 @@ Both sides use these and neither owns them, so they live here, below both.
 
 from __future__ import annotations
 
+import base64
+import threading
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(slots=True, eq=False)
@@ -24,6 +27,7 @@ class Job:
     attempts: int = 0
     deaths: int = 0
     suspect: bool = False  # running beside others when leekd died: runs alone until cleared
+    workers: list[str] | None = None  # who ran each attempt of this process's life
     lost: bool = False  # another node took it over: record nothing for it
     job_id: int = 0  # a step of this multi-step job; 0: a plain task
     step: int = 0  # which step (0 is the first)
@@ -39,6 +43,9 @@ class StepDone:
 
 @dataclass(slots=True)
 class Outcome:
+    """How an attempt ended. ``final`` is False for a failure that will be retried: the
+    store then records the attempt only, and the task stays queued."""
+
     job: Job
     ok: bool
     finished_at: datetime
@@ -48,3 +55,21 @@ class Outcome:
     message: str = ""
     traceback: str = ""
     step: StepDone | None = None  # set when a job's step succeeded
+    worker: str = ""
+    final: bool = True
+    attempt: int = 0  # the attempt's number, for a retried one (the job counts on)
+
+
+# The job this thread is running, and what it may know of it: ``job``, ``worker`` (its id)
+# and ``allowed`` (attempts in all). Set by the worker around each task.
+current = threading.local()
+
+
+def result_reply(
+    ok: bool, result: bytes | None, exc_type: str = "", message: str = "", traceback: str = ""
+) -> dict[str, Any]:
+    """A finished task's result as it travels (JSON: the pickled value in base64)."""
+    if ok:
+        encoded = base64.b64encode(result).decode() if result is not None else None
+        return {"state": "succeeded", "result": encoded}
+    return {"state": "failed", "exc_type": exc_type, "message": message, "traceback": traceback}

@@ -141,6 +141,7 @@ class SuccessTask(models.Model):
     result = models.BinaryField(
         null=True, blank=True, help_text="pickled return value, if picklable"
     )
+    worker = models.CharField(max_length=100, blank=True, default="", help_text="host:pid/thread")
 
     class Meta:
         verbose_name = "succeeded task"
@@ -159,6 +160,8 @@ class FailedTask(models.Model):
     exc_type = models.CharField("exception", max_length=255)
     message = models.TextField(blank=True, default="")
     traceback = models.TextField(blank=True, default="")
+    duration = models.FloatField(default=0.0, help_text="seconds, last attempt")
+    worker = models.CharField(max_length=100, blank=True, default="", help_text="host:pid/thread")
 
     class Meta:
         verbose_name = "failed task"
@@ -166,6 +169,32 @@ class FailedTask(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.task_id} failed: {self.exc_type}"
+
+
+class Attempt(models.Model):
+    """An attempt that failed and was retried: what ``errors`` and ``worker_ids`` report.
+
+    Only retried attempts get a row (the last one is the task's outcome), so a task that
+    succeeds at once costs nothing here.
+    """
+
+    task = models.ForeignKey(QueuedTask, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    finished_at = models.DateTimeField()
+    duration = models.FloatField(default=0.0)
+    worker = models.CharField(max_length=100, blank=True, default="")
+    exc_type = models.CharField("exception", max_length=255)
+    message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "retried attempt"
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="leekd_attempt_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.task_id} attempt {self.number} failed: {self.exc_type}"
 
 
 class Dashboard(QueuedTask):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import leek
-from leek.client import client_info
+from leek.link import client_info
 from leek.protocol import (
     TAG_SIZE,
     Connection,

@@ -98,14 +98,24 @@ def hold_files(count, seconds):
 
 
 def wait_for_file(path, timeout=60.0):
-    """Hold a worker until ``path`` exists (bounded), so pushes after it wait in the queue."""
+    """Run until ``path`` exists (a test's signal to finish), bounded by ``timeout``."""
     end = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < end:
-        time.sleep(0.01)
+    while not Path(path).exists():
+        if time.monotonic() > end:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.005)
+    return "released"
 
 
-def size_of(data):
-    return len(data)
+async def async_add(a, b, delay=0.0):
+    import asyncio
+
+    await asyncio.sleep(delay)
+    return a + b
+
+
+async def async_fail(message="async boom"):
+    raise KeyError(message)
 
 
 def stamp(directory, name):
@@ -115,7 +125,20 @@ def stamp(directory, name):
     return name
 
 
+def count_notes(label):
+    """How many ``leek_notes`` rows carry ``label``: what this task can see when it runs."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM leek_notes WHERE label = %s", [label])
+        return cur.fetchone()[0]
+
+
 def fail_stamped(directory, name, failures):
     """``stamp``, then fail the first ``failures`` runs: when each attempt ran."""
     stamp(directory, name)
     return fail_until(directory, name + ".runs", failures)
+
+
+def size_of(data):
+    return len(data)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from leek.conf import resolve_secret
@@ -275,6 +277,10 @@ def prepare(args: argparse.Namespace) -> Any:
     from ..app import Leekd
 
     config = conf.resolve({**flags_of(args), **listen_flags_of(args)})
+    if config.autodiscover:
+        from ..discover import autodiscover
+
+        autodiscover()
     secret = resolve_secret(config.secret, create=True)
     if not config.unix and not config.loopback and not secret.explicit:
         raise LeekConfigError(
@@ -297,3 +303,40 @@ def _db_description(mode: str) -> str:
 
     name = connection.settings_dict.get("NAME")
     return f"{connection.vendor} {name} ({mode})"
+
+
+_MANAGE_DEFAULT = re.compile(
+    r"""environ\.setdefault\(\s*["']DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']"""
+)
+
+
+def project_settings(module: str | None) -> str | None:
+    """The settings module to use: ``--settings``, DJANGO_SETTINGS_MODULE, or the one
+    ``./manage.py`` names, so a command run from the project directory finds it."""
+    module = module or os.environ.get("DJANGO_SETTINGS_MODULE")
+    if module:
+        return module
+    try:
+        found = _MANAGE_DEFAULT.search(Path("manage.py").read_text(errors="replace"))
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def load_client_settings(module: str | None) -> None:
+    """Load the project's settings (no app setup), so clients find its secret and address.
+
+    As manage.py does: the current directory is importable.
+    """
+    module = project_settings(module)
+    if not module:
+        return
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    from django.conf import settings
+
+    try:
+        settings.SECRET_KEY  # noqa: B018 - loads the settings module
+    except Exception as exc:
+        raise LeekConfigError(f"cannot load Django settings {module!r}: {exc}") from None

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from leek.errors import LeekConfigError, LeekError
 
-from . import service
+from . import reload, service
 from .options import (
     EX_CONFIG,
     EX_FAILURE,
@@ -25,16 +25,24 @@ log = logging.getLogger("leekd.cli")
 
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
+    if args.reload and not reload.in_child():
+        return reload.run_parent()
     app = prepare(args)
     from ..runner import run
 
+    watcher = reload.Watcher(lambda path: app.request_stop()) if args.reload else None
+    if watcher is not None:
+        watcher.start()
     try:
         run(app)
     except OSError as exc:
         where = app.config.unix or f"{app.config.host}:{app.config.port}"
         log.error("cannot listen on %s: %s", where, exc.strerror or exc)
         return EX_UNAVAILABLE
-    return EX_OK
+    finally:
+        if watcher is not None:
+            watcher.stop_event.set()
+    return reload.RESTART if watcher is not None and watcher.fired else EX_OK
 
 
 def build_parser(prog: str = "leekd") -> argparse.ArgumentParser:
@@ -52,6 +60,11 @@ def build_parser(prog: str = "leekd") -> argparse.ArgumentParser:
         "SQLite file and creates its tables itself.",
     )
     add_server_options(run)
+    run.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart (gracefully) when a Python file leekd loaded changes",
+    )
     run.set_defaults(func=cmd_run)
     service.add_commands(sub)
     return parser

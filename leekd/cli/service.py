@@ -25,6 +25,7 @@ from .options import (
     EX_STOP_TIMEOUT,
     EX_UNAVAILABLE,
     add_server_options,
+    load_client_settings,
     seconds,
 )
 from .pidfile import PidInfo, alive, probe, remove_stale
@@ -162,18 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _load_settings(module: str | None) -> None:
     """Load the project's settings, so the secret derived from its SECRET_KEY is found."""
-    if module:
-        os.environ["DJANGO_SETTINGS_MODULE"] = module
-    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        return
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the project directory, as with manage.py
-    from django.conf import settings
-
-    try:
-        settings.SECRET_KEY  # noqa: B018 - loads the settings module
-    except Exception as exc:
-        raise LeekConfigError(f"cannot load the Django settings: {exc}") from None
+    load_client_settings(module)
 
 
 def _uptime(s: float) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -27,7 +26,15 @@ from leek.errors import (
 from ..conf import format_duration
 from .flow import cmd_job, cmd_schedule
 from .nodes import cmd_nodes
-from .options import duration, port_number, positive_int, positive_seconds, say, seconds
+from .options import (
+    duration,
+    load_client_settings,
+    port_number,
+    positive_int,
+    positive_seconds,
+    say,
+    seconds,
+)
 from .stats import cmd_stats
 from .top import cmd_top
 
@@ -70,22 +77,8 @@ def add_connection_options(p: argparse.ArgumentParser, *, settings: bool = True)
         )
 
 
-def load_django_settings(module: str | None) -> None:
-    """Make ``settings.LEEK`` and ``SECRET_KEY`` visible to ``leek.Client`` (no app setup)."""
-    module = module or os.environ.get("DJANGO_SETTINGS_MODULE")
-    if not module:
-        return
-    os.environ["DJANGO_SETTINGS_MODULE"] = module
-    try:
-        from django.conf import settings
-
-        settings.SECRET_KEY  # noqa: B018  (loads the module)
-    except Exception as exc:
-        raise LeekConfigError(f"cannot load Django settings {module!r}: {exc}") from None
-
-
 def connect(args: argparse.Namespace) -> leek.Client:
-    load_django_settings(getattr(args, "settings", None))
+    load_client_settings(getattr(args, "settings", None))
     return leek.Client(
         args.host,
         args.port,

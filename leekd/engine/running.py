@@ -71,7 +71,7 @@ class RunningSlots:
         if 0 <= slot < MAX_SLOTS:
             try:
                 _SLOT.pack_into(self._map, slot * _SLOT.size, task_id)
-            except ValueError:
+            except (ValueError, TypeError):  # TypeError: a closed map, on some Pythons
                 pass  # closed at exit while a straggler still ran: nothing left to record
 
     def close(self) -> None:

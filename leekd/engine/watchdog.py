@@ -82,6 +82,7 @@ class Watchdog(threading.Thread):
                 job,
                 TaskTimeout(f"task exceeded its time limit and did not stop (ran {limit:.1f}s)"),
                 limit,
+                worker=w.worker_id,
             )
             if w.slots is not None:
                 w.slots.set(w.index, 0)

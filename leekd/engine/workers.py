@@ -8,8 +8,13 @@ thread by the watchdog; a thread that does not come back is retired (see watchdo
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+import os
 import pickle
+import socket
+import sys
 import threading
 import time
 import traceback
@@ -22,7 +27,7 @@ from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from ..conf import Config
-from ..job import Job, Outcome
+from ..job import Job, Outcome, current
 from .interrupt import cancel_pending, raise_in_thread
 from .queue import TaskQueue
 from .running import RunningSlots
@@ -98,6 +103,7 @@ class Worker(threading.Thread):
         super().__init__(name=f"leekd-worker-{label}{index}", daemon=True)
         self.load = load
         self.index = index
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}/{index}"  # worker_ids
         self.pool = pool  # the queue whose tasks this thread runs (default: every one, shared)
         self.work = work
         self.report = report
@@ -125,7 +131,7 @@ class Worker(threading.Thread):
                     # The limit fired just as the task ended, outside its own code.
                     if not self.claimed and not self.retired:
                         exc = TaskTimeout("task exceeded its time limit")
-                        record_failure(self.work, self.report, job, exc, 0.0)
+                        record_failure(self.work, self.report, job, exc, 0.0, worker=self.worker_id)
                 except TaskTakenOver:
                     if not self.claimed:  # fired outside the task's code
                         self.work.release(job)
@@ -140,6 +146,11 @@ class Worker(threading.Thread):
             self.interrupted = False
             self.claimed = False
         job.attempts += 1
+        if job.workers is None:
+            job.workers = []
+        job.workers.append(self.worker_id)
+        current.job, current.worker = job, self.worker_id
+        current.allowed = job.max_retries or self.config.max_retries
         if self.slots is not None:
             self.slots.set(self.index, job.id)
         log.info("task %d %s started (attempt %d)", job.id, job.name, job.attempts)
@@ -149,6 +160,7 @@ class Worker(threading.Thread):
         finally:
             with self.lock:
                 self.current, self.deadline = None, None
+            current.job = None
             if self.slots is not None and not self.retired:
                 self.slots.set(self.index, 0)
             tidy_connections()
@@ -174,10 +186,14 @@ class Worker(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - whatever the payload does, record it
             # Loading will not succeed on a retry either (module missing, bad pickle).
             # A step loads from the database, which may be busy: that one is tried again.
-            self._fail(job, exc, t0, prefix="could not load the task: ", retry=bool(job.job_id))
+            self._fail(job, exc, t0, prefix=load_failure(exc), retry=bool(job.job_id))
             return
         try:
             result = fn(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                # An async task gets an event loop of its own on this worker's thread: it
+                # holds this worker while it runs, and no other task's loop or thread.
+                result = asyncio.run(result)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
             if isinstance(exc, TaskTimeout):
                 exc = TaskTimeout(f"task exceeded its time limit of {limit:g}s")
@@ -196,7 +212,15 @@ class Worker(threading.Thread):
             return
         self.work.done(job, ok=True)
         self.report(
-            Outcome(job, True, timezone.now(), duration, result=_pickled_result(result), step=step)
+            Outcome(
+                job,
+                True,
+                timezone.now(),
+                duration,
+                result=_pickled_result(result),
+                worker=self.worker_id,
+                step=step,
+            )
         )
         log.info("task %d %s succeeded in %.1f ms", job.id, job.name, duration * 1000)
 
@@ -246,9 +270,27 @@ class Worker(threading.Thread):
                 short(exc),
                 delay,
             )
+            self.report(failure(job, exc, duration, "", self.worker_id, final=False))
             self.work.put_later(job, delay)
             return
-        record_failure(self.work, self.report, job, exc, duration, prefix)
+        record_failure(self.work, self.report, job, exc, duration, prefix, self.worker_id)
+
+
+def failure(
+    job: Job, exc: BaseException, duration: float, prefix: str, worker: str, final: bool = True
+) -> Outcome:
+    return Outcome(
+        job,
+        False,
+        timezone.now(),
+        duration,
+        exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=(prefix + short(exc, MAX_MESSAGE)),
+        traceback="".join(traceback.format_exception(exc))[-MAX_TRACEBACK:],
+        worker=worker,
+        final=final,
+        attempt=job.attempts,
+    )
 
 
 def stop_lost(workers: list[Worker], lost: list[Job]) -> int:
@@ -264,22 +306,17 @@ def stop_lost(workers: list[Worker], lost: list[Job]) -> int:
 
 
 def record_failure(
-    work: TaskQueue, report: Report, job: Job, exc: BaseException, duration: float, prefix: str = ""
+    work: TaskQueue,
+    report: Report,
+    job: Job,
+    exc: BaseException,
+    duration: float,
+    prefix: str = "",
+    worker: str = "",
 ) -> None:
     """Record a job's final failure (from its worker, or from the watchdog)."""
-    tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
     work.done(job, ok=False)
-    report(
-        Outcome(
-            job,
-            False,
-            timezone.now(),
-            duration,
-            exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=(prefix + short(exc, MAX_MESSAGE)),
-            traceback=tb,
-        )
-    )
+    report(failure(job, exc, duration, prefix, worker))
     log.warning(
         "task %d %s failed after %d attempt(s) in %.1f ms: %s: %s",
         job.id,
@@ -289,6 +326,14 @@ def record_failure(
         type(exc).__name__,
         short(exc),
     )
+
+
+def load_failure(exc: BaseException) -> str:
+    """The prefix of a load failure's message; for an import problem, where leekd looked."""
+    if isinstance(exc, ImportError | AttributeError):
+        where = ", ".join(p or "." for p in sys.path[:6])
+        return f"could not load the task (leekd imports from: {where}): "
+    return "could not load the task: "
 
 
 def short(exc: BaseException, limit: int = 300) -> str:

@@ -31,8 +31,23 @@ class LeekdAPI(Protocol):
 
     def is_running(self, task_id: int) -> bool: ...
 
+    def running_info(self, task_id: int) -> dict[str, Any] | None:
+        """While a worker runs the task: when this attempt started (Unix time), and who."""
+
     def task_status(self, task_id: int) -> dict[str, Any] | None:
         """The task's record, or None (blocking)."""
+
+    def task_result(self, task_id: int) -> dict[str, Any]:
+        """The task's result, ``pending``, ``purged`` or ``unknown`` (blocking)."""
+
+    def watch_result(
+        self, task_id: int, fn: Callable[[dict[str, Any]], None]
+    ) -> Callable[[], None]:
+        """On the loop: call ``fn`` with the result once the task's outcome is committed;
+        returns a function that cancels the watch."""
+
+    def task_cancelled(self, task_id: int) -> None:
+        """On the loop: the task was cancelled; answer the result waits for it."""
 
     def cancel(self, task_id: int) -> dict[str, Any]:
         """Cancel a task that has not started (blocking): ``{"cancelled": True, ...}``, or

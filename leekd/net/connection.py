@@ -30,6 +30,7 @@ from leek.protocol import (
 )
 
 from .handlers import Handlers, Slot
+from .results import ResultRequests
 from .shared import Shared
 
 log = logging.getLogger("leekd.server")
@@ -37,7 +38,7 @@ log = logging.getLogger("leekd.server")
 MAX_PIPELINE = 512  # answers owed on one connection before we stop reading from it
 
 
-class LeekConnection(Handlers, asyncio.Protocol):
+class LeekConnection(Handlers, ResultRequests, asyncio.Protocol):
     """One client: bytes in, events to ``handle_*`` (handlers.py), answers out in order."""
 
     def __init__(self, shared: Shared) -> None:
@@ -47,6 +48,7 @@ class LeekConnection(Handlers, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.pending: deque[Slot] = deque()
+        self.waits: dict[Any, Any] = {}  # result requests still waiting (results.py)
         self.paused = False
         self.write_paused = False
         self.opened = self.last_active = time.monotonic()
@@ -80,6 +82,8 @@ class LeekConnection(Handlers, asyncio.Protocol):
         self.shared.live.discard(self)
         self.shared.open.discard(self)
         self.closing = True
+        if self.waits:
+            self.end_waits("connection lost")
 
     def data_received(self, data: bytes) -> None:
         try:

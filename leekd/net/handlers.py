@@ -120,12 +120,14 @@ class Handlers:
         if task_id is None:
             return
         running = self.api.is_running(task_id)
+        info = self.api.running_info(task_id) if running else None
 
         def wrap(row: dict[str, Any] | None) -> Any:
             if row is None:
                 return Error(ErrorCode.NOT_FOUND, f"no task with id {task_id}")
             if running and row["state"] in ("queued", "scheduled"):
                 row["state"] = "running"
+                row.update(info or {})
             return Reply(row)
 
         self._in_pool(lambda: self.api.task_status(task_id), wrap)
@@ -138,6 +140,7 @@ class Handlers:
 
         def wrap(result: dict[str, Any]) -> Any:
             if result.get("cancelled"):
+                self.api.task_cancelled(task_id)  # wakes whoever waits for its result
                 return Reply(result)
             code = ErrorCode.REJECTED if result.get("found") else ErrorCode.NOT_FOUND
             return Error(code, result.get("reason", "not cancelled"))

@@ -86,6 +86,9 @@ class Server:
     async def close(self) -> None:
         """Answer what is in flight (bounded), then close every connection."""
         live, opened = self.shared.live, self.shared.open
+        for c in list(live):
+            if c.waits:
+                c.end_waits("leekd is stopping; ask for the result again once it is back")
         deadline = time.monotonic() + ANSWER_WAIT
         while any(c.pending for c in live) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

@@ -40,7 +40,7 @@ from leek.protocol import TaskRecord
 from ..job import Job, Outcome
 from .batch import write_batch
 from .collect import _OUTCOMES, Collecting, _PushOp
-from .rows import INSERT_CHUNK, Fence
+from .rows import INSERT_CHUNK, Fence, split_ids
 from .sqlite import WAL_LIMIT, Checkpointer
 from .transaction import Transactions
 
@@ -69,6 +69,8 @@ class Store(Transactions, Collecting):
         self._outcomes: deque[Outcome] = deque()  # from the workers, for the next commit
         self._signalled = False  # whoever commits outcomes has been told some are waiting
         self.outcomes_due: Callable[[], object] | None = None  # tells the loop (fast path)
+        # Told of outcomes just committed, from the committing thread (wakes result waits).
+        self.on_outcomes: Callable[[list[Outcome]], object] | None = None
         self._thread = threading.Thread(target=self._run, name="leekd-store", daemon=True)
         self._stopping = threading.Event()
         self._db: Any = None  # the writer thread's DatabaseWrapper
@@ -280,11 +282,9 @@ class Store(Transactions, Collecting):
             self.on_committed(following)  # the next steps of jobs, committed with their outcomes
         self.commits += 1
         self.written += len(flat) + len(outcomes)
-        ids, k = [], 0
-        for op in pushes:
-            ids.append(flat[k : k + len(op.records)])
-            k += len(op.records)
-        return ids, fresh
+        if outcomes and self.on_outcomes is not None:
+            self.on_outcomes(outcomes)
+        return split_ids(flat, [len(op.records) for op in pushes]), fresh
 
     def _settle(
         self,

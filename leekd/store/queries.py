@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from ..job import result_reply
 from ..models import FailedTask, QueuedTask, SuccessTask
 
 
@@ -80,6 +81,14 @@ def status_of_key(key: str) -> dict[str, Any] | None:
         connection.close()
 
 
+def task_result(task_id: int) -> dict[str, Any]:
+    """What ``result`` answers: the outcome, ``pending``, or why there is none."""
+    try:
+        return _task_result(task_id)
+    finally:
+        connection.close()
+
+
 MAX_FAILURES = 100  # rows one ``failures`` request may ask for
 MESSAGE_PREVIEW = 300  # characters of each message it carries
 
@@ -90,6 +99,32 @@ def latest_failures(limit: int) -> list[dict[str, Any]]:
         return _latest_failures(min(limit, MAX_FAILURES))
     finally:
         connection.close()
+
+
+def _task_result(task_id: int) -> dict[str, Any]:
+    state = QueuedTask.objects.filter(pk=task_id).values_list("state", flat=True).first()
+    if state is None:
+        if QueuedTask.objects.filter(pk__gt=task_id).exists():
+            return {
+                "state": "purged",
+                "message": f"task {task_id}'s record was deleted (purge or retention), "
+                "and its result with it",
+            }
+        return {"state": "unknown", "message": f"no task with id {task_id}"}
+    if state == "succeeded":
+        result = SuccessTask.objects.filter(task_id=task_id).values_list("result", flat=True)
+        value = result.first()
+        return result_reply(True, bytes(value) if value is not None else None)
+    if state == "failed":
+        f = (
+            FailedTask.objects.filter(task_id=task_id)
+            .values("exc_type", "message", "traceback")
+            .first()
+        ) or {}
+        return result_reply(False, None, **f)
+    if state == "cancelled":
+        return {"state": "cancelled"}
+    return {"state": "pending"}
 
 
 def _latest_failures(limit: int) -> list[dict[str, Any]]:

@@ -156,15 +156,39 @@ def write_outcomes(
     """
     if not outcomes:
         return []
+    retried = [o for o in outcomes if not o.final]
+    if retried:
+        _insert_outcomes(
+            cur,
+            ph,
+            "leekd_attempt (task_id, number, finished_at, duration, worker, exc_type, message, "
+            "traceback)",
+            [
+                (
+                    o.job.id,
+                    o.attempt,
+                    adapt(o.finished_at),
+                    o.duration,
+                    o.worker,
+                    o.exc_type[:255],
+                    o.message,
+                    o.traceback,
+                )
+                for o in retried
+            ],  # fmt: skip
+        )
+        outcomes = [o for o in outcomes if o.final]
+        if not outcomes:
+            return []
     lost: list[Outcome] = []
     if fence is not None:
         outcomes, lost = _fenced_states(cur, outcomes, fence)
     _insert_outcomes(
         cur,
         ph,
-        "leekd_successtask (task_id, finished_at, duration, attempts, result)",
+        "leekd_successtask (task_id, finished_at, duration, attempts, result, worker)",
         [
-            (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result)
+            (o.job.id, adapt(o.finished_at), o.duration, o.job.attempts, o.result, o.worker)
             for o in outcomes
             if o.ok
         ],
@@ -172,7 +196,8 @@ def write_outcomes(
     _insert_outcomes(
         cur,
         ph,
-        "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback)",
+        "leekd_failedtask (task_id, failed_at, attempts, exc_type, message, traceback, "
+        "duration, worker)",
         [
             (
                 o.job.id,
@@ -181,6 +206,8 @@ def write_outcomes(
                 o.exc_type[:255],
                 o.message,
                 o.traceback,
+                o.duration,
+                o.worker,
             )
             for o in outcomes
             if not o.ok
@@ -273,3 +300,12 @@ def _rows(width: int, count: int, ph: str = "?") -> str:
     """``(?, ?), (?, ?)``: ``count`` rows of ``width`` placeholders (or one row's text)."""
     row = ph if "," in ph else ", ".join([ph] * width)
     return ", ".join(["(" + row + ")"] * count)
+
+
+def split_ids(flat: list[int], sizes: list[int]) -> list[list[int]]:
+    """One commit's new ids, in record order, cut back into one list per push."""
+    ids, k = [], 0
+    for n in sizes:
+        ids.append(flat[k : k + n])
+        k += n
+    return ids

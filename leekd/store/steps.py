@@ -49,7 +49,7 @@ def write_steps(
         insert_next, owner = _NEXT_TASK.format(ph=ph, owned=owned, marks=marks), fence
     for o in outcomes:
         job = o.job
-        if not job.job_id:
+        if not job.job_id or not o.final:  # a failed attempt that is retried moves nothing
             continue
         if not o.ok:
             cur.execute(

@@ -148,7 +148,7 @@ def test_unloadable_payload_becomes_a_clear_failure(client):
     wait_for(lambda: finished(task_id))
     failure = FailedTask.objects.get(task_id=task_id)
     assert failure.attempts == 1
-    assert failure.message.startswith("could not load the task:")
+    assert failure.message.startswith("could not load the task (leekd imports from: ")
 
 
 def test_system_exit_and_unpicklable_results_are_recorded(client):
@@ -195,7 +195,7 @@ def test_wrong_secret_is_refused_and_nothing_is_unpickled(server, tmp_path):
 def test_by_value_payload_from_another_python_is_refused(server):
     # A client announcing another Python version: by-reference tasks pass, by-value ones do not.
     c = leek.Client(port=server.port, secret=SECRET)
-    import leek.client as lc
+    import leek.link as lc
 
     real = lc.client_info
     lc.client_info = lambda: {**real(), "python": "3.99"}

@@ -24,6 +24,7 @@ def _empty_tables() -> None:
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("DELETE FROM leekd_attempt")
         cur.execute("DELETE FROM leekd_successtask")
         cur.execute("DELETE FROM leekd_failedtask")
         cur.execute("DELETE FROM leekd_queuedtask")
