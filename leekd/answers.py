@@ -102,8 +102,12 @@ class Answers:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
-            **({"cluster": self.member.stats()} if self.member else {}),
+            **({"cluster": self._cluster_stats()} if self.member else {}),
         }
+
+    def _cluster_stats(self) -> dict[str, Any]:
+        assert self.member is not None
+        return {**self.member.stats(), "results_woken_elsewhere": self.results.woken_elsewhere}
 
     def nodes_job(self) -> Callable[[], dict[str, Any]]:
         from .node import nodes_job

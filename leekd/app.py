@@ -129,6 +129,12 @@ class Leekd(Answers):
         assert self.store is not None
         self.store.commit_here((), resolve_pushes)
 
+    def outcomes_elsewhere(self, ids: list[int]) -> None:
+        """From the cluster's listener: another node recorded these outcomes; the result
+        waits for them here are answered (read in the query pool)."""
+        if self._loop is not None:
+            self.results.ended_elsewhere(self._loop, ids, self.pool, self.task_result)
+
     # ---- lifecycle
 
     def recover(self) -> int:

@@ -6,6 +6,7 @@ answered with this node's queue, workers and store. Only ``app.py`` imports this
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -23,6 +24,7 @@ def member_for(app: Any) -> Member | None:
     from django.db import connection
 
     from .cluster.nodes import default_name
+    from .cluster.notify import announce_outcomes
 
     config = app.config
     if connection.vendor != "postgresql":
@@ -45,6 +47,7 @@ def member_for(app: Any) -> Member | None:
         )
 
     app.store.on_fenced = fenced
+    app.store.announce = functools.partial(announce_outcomes, name)
     return member
 
 
@@ -73,6 +76,9 @@ class _Host:
 
     def queue(self, jobs: Iterable[Any]) -> object:
         return self.app.engine.put_many(jobs)
+
+    def ended(self, ids: list[int]) -> None:
+        self.app.outcomes_elsewhere(ids)
 
 
 def nodes_job(member: Member | None) -> Any:

@@ -47,6 +47,9 @@ class Host(Protocol):
     def queue(self, jobs: Iterable[Job]) -> object:
         """Run these tasks, claimed from another node."""
 
+    def ended(self, ids: list[int]) -> None:
+        """Another node committed these tasks' outcomes (from the listener thread)."""
+
 
 class Member(threading.Thread):
     def __init__(self, name: str, address: str, lease: float, host: Host) -> None:
@@ -126,7 +129,11 @@ class Member(threading.Thread):
 
     def _heard(self, message: str) -> None:
         kind, _, name = message.partition(" ")
-        if (kind == "left" and name != self.node) or (kind == "took" and name == self.node):
+        if kind == "outcome":
+            name, _, ids = name.rpartition(" ")  # a node's name may hold spaces; ids do not
+            if name != self.node:  # our own outcomes woke our waits as they committed
+                self.host.ended(notify.outcome_ids(ids))
+        elif (kind == "left" and name != self.node) or (kind == "took" and name == self.node):
             self.wake.set()
 
     def step(self) -> float:
