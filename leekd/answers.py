@@ -152,11 +152,23 @@ class Answers:
     def task_cancelled(self, task_id: int) -> None:
         self.results.wake([(task_id, {"state": "cancelled"})])
 
-    def cancel(self, task_id: int) -> dict[str, Any]:
+    def cancel(self, task_id: int, forward: bool = True) -> dict[str, Any]:
+        """Blocking (the query pool). With several nodes a task another node holds is
+        cancelled there (``forward``: not when that node asked us, so a cancel hops once)."""
         from .store.cancel import cancel_unheld, mark_cancelled
 
-        served = self.served_queues
-        return self.engine.cancel(task_id, mark_cancelled, lambda i: cancel_unheld(i, served))
+        served, member = self.served_queues, self.member
+        elsewhere = None
+        if member is not None and forward:
+            from .node import cancel_elsewhere
+
+            elsewhere = cancel_elsewhere(member)
+        result = self.engine.cancel(
+            task_id, mark_cancelled, lambda i: cancel_unheld(i, served, elsewhere)
+        )
+        if result.get("cancelled") and member is not None and "node" not in result:
+            member.ended_here(task_id)  # result waits on the other nodes learn of it
+        return result
 
     def schedules(self) -> list[dict[str, Any]]:
         return self.flow.schedules()
