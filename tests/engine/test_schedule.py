@@ -179,3 +179,17 @@ def test_a_bad_schedule_entry_stops_leekd_run_and_fails_check(flow_env, tmp_path
         timeout=60,
     )
     assert check.returncode == 1 and "leekd.E004" in check.stderr and name in check.stderr
+
+
+def test_a_schedule_on_a_queue_this_leekd_does_not_serve_stops_it_at_start(django_db):
+    from leek.errors import LeekConfigError
+    from leekd.app import Leekd
+    from leekd.conf import Config
+
+    config = Config(
+        port=0,
+        queues={"default": 1},
+        schedule={"reports": {"task": "tests.tasks.noop", "every": "1m", "queue": "reports"}},
+    ).validate()
+    with pytest.raises(LeekConfigError, match="schedule 'reports': queue 'reports' is not served"):
+        Leekd(config, SECRET.encode())
