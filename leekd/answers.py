@@ -102,8 +102,12 @@ class Answers:
                 "commits_on_loop": self.store.commits_on_loop if self.store else 0,
                 "backlog": self.store.backlog if self.store else 0,
             },
-            **({"cluster": self.member.stats()} if self.member else {}),
+            **({"cluster": self._cluster_stats()} if self.member else {}),
         }
+
+    def _cluster_stats(self) -> dict[str, Any]:
+        assert self.member is not None
+        return {**self.member.stats(), "results_woken_elsewhere": self.results.woken_elsewhere}
 
     def nodes_job(self) -> Callable[[], dict[str, Any]]:
         from .node import nodes_job
@@ -148,11 +152,23 @@ class Answers:
     def task_cancelled(self, task_id: int) -> None:
         self.results.wake([(task_id, {"state": "cancelled"})])
 
-    def cancel(self, task_id: int) -> dict[str, Any]:
+    def cancel(self, task_id: int, forward: bool = True) -> dict[str, Any]:
+        """Blocking (the query pool). With several nodes a task another node holds is
+        cancelled there (``forward``: not when that node asked us, so a cancel hops once)."""
         from .store.cancel import cancel_unheld, mark_cancelled
 
-        served = self.served_queues
-        return self.engine.cancel(task_id, mark_cancelled, lambda i: cancel_unheld(i, served))
+        served, member = self.served_queues, self.member
+        elsewhere = None
+        if member is not None and forward:
+            from .node import cancel_elsewhere
+
+            elsewhere = cancel_elsewhere(member)
+        result = self.engine.cancel(
+            task_id, mark_cancelled, lambda i: cancel_unheld(i, served, elsewhere)
+        )
+        if result.get("cancelled") and member is not None and "node" not in result:
+            member.ended_here(task_id)  # result waits on the other nodes learn of it
+        return result
 
     def schedules(self) -> list[dict[str, Any]]:
         return self.flow.schedules()

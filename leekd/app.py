@@ -129,6 +129,20 @@ class Leekd(Answers):
         assert self.store is not None
         self.store.commit_here((), resolve_pushes)
 
+    def outcomes_elsewhere(self, ids: list[int]) -> None:
+        """From the cluster's listener: another node recorded these outcomes; the result
+        waits for them here are answered (read in the query pool)."""
+        if self._loop is not None:
+            self.results.ended_elsewhere(self._loop, ids, self.pool, self.task_result)
+
+    def cancelled_here(self, task_id: int) -> None:
+        """From a pool thread: another node asked us to cancel this task, and we did."""
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self.task_cancelled, task_id)
+            except RuntimeError:
+                pass  # the loop has closed: nobody is waiting any more
+
     # ---- lifecycle
 
     def recover(self) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from leek.errors import LeekConfigError
 from leek.records import validate_options
 
 from .conf import Config
@@ -40,6 +41,15 @@ class Flow:
         import_task_modules(config.schedule)  # their @leek.periodic register themselves
         zone = getattr(settings, "TIME_ZONE", None) or "UTC"
         self.entries: list[Entry] = load_entries(config.schedule, REGISTRY, zone)
+        served = work.served
+        for entry in self.entries:
+            queue = entry.options.get("queue") or "default"
+            if served is not None and queue not in served:
+                raise LeekConfigError(
+                    f"schedule {entry.name!r}: queue {queue!r} is not served by this "
+                    f"leekd (it serves {', '.join(sorted(served))}); add it to LEEK['queues'] "
+                    "(or --queue NAME=N), or schedule the entry on a served queue"
+                )
         self.steps = JobSteps(resolve_jobs(config.jobs), load_step)
         self.scheduler: Scheduler | None = None
 

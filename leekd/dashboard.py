@@ -1,7 +1,10 @@
 """The figures the admin dashboard shows, from what leek already keeps.
 
-Live counts (waiting, scheduled, running) come from the running leekd's ``stats``; without
-it the page still draws from the database and says why the live part is missing. Finished
+Live counts (waiting, scheduled, running) come from the running leekd's ``stats``, and the
+periodic schedules (with their next run, which only leekd knows) from its ``schedules``;
+without it the page still draws from the database and says why the live part is missing.
+Nodes come from their rows, their heartbeat ages from the database's clock, as the cluster
+itself measures them. Finished
 work comes from the outcome tables, each query bounded by an indexed time range
 (``finished_at`` / ``failed_at``) or a row limit, so the page stays cheap on big tables.
 """
@@ -14,16 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import TruncHour, TruncMinute
+from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Subquery
+from django.db.models.functions import Now, TruncHour, TruncMinute
 from django.utils import timezone
 
 from .charts import Bucket
-from .models import FailedTask, QueuedTask, SuccessTask
+from .models import FailedTask, Node, QueuedTask, Schedule, SuccessTask
 
 SLOW_SAMPLE = 20_000  # latest successes of the day the percentiles are taken from
 SLOWEST = 10
 LATEST_FAILURES = 10
+MAX_ROWS = 200  # schedules and nodes shown
 
 
 @dataclass
@@ -46,6 +50,32 @@ class Slow:
 
 
 @dataclass
+class ScheduleRow:
+    name: str
+    last_run: datetime | None = None
+    next_run: datetime | None = None  # None: leekd did not say
+    last_task: int | None = None
+    last_state: str | None = None
+    when: str = ""  # "every 3600s", a cron line; "" when leekd did not say
+    target: str = ""
+    queue: str = ""
+
+
+@dataclass
+class NodeRow:
+    name: str
+    address: str
+    heartbeat_age: float  # seconds, by the database's clock
+    lease: str  # alive, dead (its lease ran out), stopped (it left cleanly)
+    waiting: int
+    running: int
+
+    @property
+    def age(self) -> str:
+        return seconds(self.heartbeat_age)
+
+
+@dataclass
 class Figures:
     now: datetime
     queues: list[QueueRow]
@@ -53,6 +83,8 @@ class Figures:
     day: list[Bucket]
     slowest: list[Slow]
     failures: list[FailedTask]
+    schedules: list[ScheduleRow]
+    nodes: list[NodeRow]
     live: dict[str, Any] | None = None  # leekd's stats, when it answered
     problem: str = ""  # why it did not
 
@@ -98,6 +130,8 @@ def gather() -> Figures:
         day=_buckets(day_start, timedelta(hours=1), 24, TruncHour),
         slowest=_slowest(day_ago),
         failures=_latest_failures(),
+        schedules=_schedules(live is not None),
+        nodes=_nodes(),
         live=live,
         problem=problem,
     )
@@ -126,6 +160,69 @@ def _queues(live: dict[str, Any] | None, since: datetime) -> list[QueueRow]:
     for name, n in failed.values_list("task__queue").annotate(n=Count("id")):
         row(name).failed = n
     return [rows[name] for name in sorted(rows)]
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _schedules(ask: bool) -> list[ScheduleRow]:
+    """leekd's schedules (``ask``: it answered ``stats``); else the rows of their last ticks."""
+    import leek
+
+    if ask:
+        try:
+            listed = leek.get_client().request("schedules")
+        except leek.LeekError:
+            listed = None
+        if isinstance(listed, list):
+            return [
+                ScheduleRow(
+                    s["name"],
+                    _when(s.get("last_run")),
+                    _when(s.get("next_run")),
+                    s.get("last_task"),
+                    s.get("last_state"),
+                    s.get("when", ""),
+                    s.get("target", ""),
+                    s.get("queue", ""),
+                )
+                for s in listed[:MAX_ROWS]
+            ]
+    rows = [
+        # Until a first claim, last_tick is only where counting starts: nothing ran.
+        ScheduleRow(s.name, s.last_tick if s.claimed_at else None, None, s.last_task)
+        for s in Schedule.objects.order_by("name")[:MAX_ROWS]
+    ]
+    ids = [r.last_task for r in rows if r.last_task]
+    states = dict(QueuedTask.objects.filter(pk__in=ids).values_list("id", "state"))
+    for r in rows:
+        r.last_state = states.get(r.last_task)
+    return rows
+
+
+def lease() -> float:
+    """The seconds of silence after which a node is dead: the project's ``lease`` setting."""
+    from leek.errors import LeekConfigError
+
+    from .conf import Config, resolve
+
+    try:
+        return resolve().lease
+    except LeekConfigError:  # a bad setting elsewhere; leekd itself would refuse to start
+        return Config.lease
+
+
+def _nodes() -> list[NodeRow]:
+    age = ExpressionWrapper(Now() - F("heartbeat"), output_field=DurationField())
+    found = Node.objects.annotate(age=age).order_by("name")[:MAX_ROWS]
+    limit = lease() if found else 0.0
+    out = []
+    for n in found:
+        seconds = max(n.age.total_seconds(), 0.0)
+        state = "stopped" if n.stopped else ("alive" if seconds < limit else "dead")
+        out.append(NodeRow(n.name, n.address, seconds, state, n.waiting, n.running))
+    return out
 
 
 def _buckets(start: datetime, step: timedelta, count: int, trunc: Any) -> list[Bucket]:

@@ -6,12 +6,14 @@ answered with this node's queue, workers and store. Only ``app.py`` imports this
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from leek.errors import LeekConfigError
 
+from .cluster.cancels import answer
 from .cluster.member import Member
 from .engine.workers import stop_lost
 
@@ -23,6 +25,7 @@ def member_for(app: Any) -> Member | None:
     from django.db import connection
 
     from .cluster.nodes import default_name
+    from .cluster.notify import announce_outcomes
 
     config = app.config
     if connection.vendor != "postgresql":
@@ -45,6 +48,7 @@ def member_for(app: Any) -> Member | None:
         )
 
     app.store.on_fenced = fenced
+    app.store.announce = functools.partial(announce_outcomes, name)
     return member
 
 
@@ -73,6 +77,58 @@ class _Host:
 
     def queue(self, jobs: Iterable[Any]) -> object:
         return self.app.engine.put_many(jobs)
+
+    def ended(self, ids: list[int]) -> None:
+        self.app.outcomes_elsewhere(ids)
+
+    def cancel_asked(self, task_id: int, by: str) -> None:
+        app = self.app
+        me = app.member.node
+
+        def work() -> None:
+            try:
+                reply = app.cancel(task_id, forward=False)
+            except Exception as exc:  # noqa: BLE001 - the asking node reports it
+                reply = {
+                    "cancelled": False,
+                    "found": True,
+                    "reason": f"{type(exc).__name__}: {exc}",
+                }
+            if reply.get("cancelled"):
+                app.cancelled_here(task_id)
+            elif "reason" in reply:
+                reply["reason"] = f"{reply['reason']} (on node {me})"
+            answer(by, task_id, {**reply, "node": me})
+
+        try:
+            app.pool.submit(work)
+        except RuntimeError:
+            pass  # stopping: the asking node's wait runs out and it reads the row
+
+
+CANCEL_WAIT = 3.0  # seconds a cancel waits for the node holding the task to answer
+
+
+def cancel_elsewhere(member: Member) -> Callable[[int, str], dict[str, Any] | None]:
+    """``store/cancel.py``'s question to the node owning a task: its answer, ``{"address"}``
+    if it gave none in time, or None when the task is this node's own."""
+
+    def ask(task_id: int, owner: str) -> dict[str, Any] | None:
+        if owner == member.node:
+            return None
+        reply = member.cancels.ask(owner, task_id, CANCEL_WAIT)
+        if reply is not None:
+            return reply
+        from django.db import connection
+
+        from .cluster.nodes import address_of
+
+        try:
+            return {"address": address_of(owner)}
+        finally:
+            connection.close()
+
+    return ask
 
 
 def nodes_job(member: Member | None) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from leekd.models import FailedTask, Job, QueuedTask  # noqa: E402
+from leekd.models import FailedTask, Job, Node, QueuedTask, Schedule  # noqa: E402
 
 from . import tasks  # noqa: E402
 from .helpers import SECRET, wait_for  # noqa: E402
@@ -35,12 +36,21 @@ from .helpers import SECRET, wait_for  # noqa: E402
 
 @pytest.fixture(scope="module")
 def leekd(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """leekd in this process, on the project's database, found by the admin via LEEK_PORT."""
+    """leekd in this process, on the project's database, found by the admin via LEEK_PORT.
+
+    Its schedule's last tick is made a day old, as if leekd had been down since: it catches
+    up with one run at start, whose task the dashboard links.
+    """
+    from django.conf import settings
+    from django.utils import timezone
+
     from leekd.app import Leekd
     from leekd.conf import Config
     from leekd.runner import ServerThread
 
     call_command("migrate", verbosity=0, interactive=False)
+    day_ago = timezone.now() - timedelta(days=1)
+    Schedule.objects.create(name="nightly-report", last_tick=day_ago, claimed_at=day_ago)
     running = tmp_path_factory.mktemp("run") / "leekd.running"
     config = Config(
         port=0,
@@ -49,10 +59,17 @@ def leekd(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         grace=5.0,
         running_file=str(running),
         jobs={"three": ["tests.jobs.first", "tests.jobs.second", "tests.jobs.third"]},
+        schedule=settings.LEEK["schedule"],
     )
     thread = ServerThread(Leekd(config.validate(), os.environ["LEEK_SECRET"].encode()))
     app = thread.start()
     os.environ["LEEK_PORT"] = str(app.port)
+    caught_up = Schedule.objects.filter(pk="nightly-report", last_task__isnull=False)
+    wait_for(
+        lambda: QueuedTask.objects.filter(
+            pk__in=caught_up.values("last_task"), state="succeeded"
+        ).exists()
+    )
     yield app
     thread.stop()
 
@@ -276,6 +293,79 @@ def test_dashboard_without_leekd_draws_from_the_database(client, browser, monkey
     html = browser.get("/admin/leekd/dashboard/").content.decode()
     assert 'id="leek-live-problem"' in html and "leekd did not answer" in html
     assert html.count('<svg class="leek-chart"') == 2
+
+
+def field(html: str, kind: str, name: str, column: str) -> str:
+    row = re.search(rf'<tr data-{kind}="{re.escape(name)}">(.*?)</tr>', html, re.S)
+    assert row is not None, f"no row for {kind} {name}"
+    cell = re.search(rf'data-field="{column}">(.*?)</td>', row.group(1), re.S)
+    assert cell is not None
+    return cell.group(1)
+
+
+def test_dashboard_shows_the_schedules_last_and_next_run(client, browser):
+    # Given the project's schedule, which caught up with one run when leekd started,
+    last = Schedule.objects.get(pk="nightly-report").last_task
+    assert last is not None
+    # the dashboard (and its refreshing fragment) shows it with its last and next run,
+    for url in ("/admin/leekd/dashboard/", "/admin/leekd/dashboard/data/"):
+        html = browser.get(url).content.decode()
+        section = html.split('id="leek-schedules"')[1].split("</section>")[0]
+        assert "tests.tasks.noop" in section and "every 21600s" in section
+        assert "reports" in section
+        assert " ago)" in field(html, "schedule", "nightly-report", "last-run")
+        assert "(in " in field(html, "schedule", "nightly-report", "next-run")
+        # and its last task, linked to the task's page, with that task's state.
+        task = field(html, "schedule", "nightly-report", "last-task")
+        assert f'href="/admin/leekd/queuedtask/{last}/change/">#{last}</a> succeeded' in task
+    assert browser.get(f"/admin/leekd/queuedtask/{last}/change/").status_code == 200
+    assert 'id="leek-nodes"' not in html  # one leekd on SQLite: no nodes, no section
+
+
+def test_dashboard_schedules_without_leekd_come_from_their_rows(client, browser, monkeypatch):
+    import leek
+
+    monkeypatch.setattr(leek.client, "_default", leek.Client(port=1, secret=SECRET))
+    row = Schedule.objects.get(pk="nightly-report")
+    html = browser.get("/admin/leekd/dashboard/").content.decode()
+    assert "the schedules' next runs are unknown" in html
+    assert field(html, "schedule", "nightly-report", "next-run") == "?"
+    task = field(html, "schedule", "nightly-report", "last-task")
+    assert f'href="/admin/leekd/queuedtask/{row.last_task}/change/"' in task
+    # With no schedule at all, the section is left out rather than drawn empty.
+    row.delete()
+    try:
+        html = browser.get("/admin/leekd/dashboard/").content.decode()
+        assert 'id="leek-schedules"' not in html and 'id="leek-queues"' in html
+    finally:
+        row.save()
+
+
+def test_dashboard_shows_each_nodes_health(client, browser):
+    from django.utils import timezone
+
+    now = timezone.now()
+    nodes = [
+        Node(name="web-1:8002", address="10.0.0.1:8002", heartbeat=now, waiting=3, running=2),
+        Node(name="web-2:8002", address="10.0.0.2:8002", heartbeat=now - timedelta(minutes=5)),
+        Node(name="web-3:8002", address="10.0.0.3:8002", heartbeat=now, stopped=True),
+    ]
+    for node in nodes:
+        node.started_at = now - timedelta(hours=1)
+        node.save()
+    try:
+        html = browser.get("/admin/leekd/dashboard/data/").content.decode()
+        assert "10.0.0.1:8002" in html.split('id="leek-nodes"')[1]
+        assert field(html, "node", "web-1:8002", "lease") == "alive"
+        assert field(html, "node", "web-1:8002", "waiting") == "3"
+        assert field(html, "node", "web-1:8002", "running") == "2"
+        assert field(html, "node", "web-1:8002", "heartbeat").endswith(" ago")
+        # silent longer than the 30 s lease: dead; left cleanly: stopped.
+        assert "dead" in field(html, "node", "web-2:8002", "lease")
+        assert field(html, "node", "web-2:8002", "heartbeat").startswith("5m0")
+        assert "stopped" in field(html, "node", "web-3:8002", "lease")
+    finally:
+        Node.objects.filter(pk__in=[n.pk for n in nodes]).delete()
 
 
 def test_jobs_list_detail_and_resume_action(client, browser, tmp_path: Path):

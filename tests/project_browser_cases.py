@@ -102,13 +102,14 @@ def steady(wait, read):
 
 def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa: F811
     # Given a known workload on three queues: successes of varied length, and failures,
+    handled = client.stats()["handled"]  # the schedule's catch-up run at start among them
     for i in range(6):
         client.push(tasks.add, (i, i), queue="mail")
     for seconds in (0.01, 0.02, 0.05, 0.12):
         client.push(tasks.sleep, (seconds,), queue="thumbnails")
     flaky = client.push(tasks.fail_until, (str(tmp_path), "flaky", 1), max_retries=1)
     broken = client.push(tasks.fail, ("the SMTP server said no",), queue="mail", max_retries=1)
-    wait_for(lambda: client.stats()["handled"] >= 12 and client.waiting() == 0)
+    wait_for(lambda: client.stats()["handled"] >= handled + 12 and client.waiting() == 0)
     for task_id in (flaky, broken):
         wait_for(lambda t=task_id: client.status(t)["state"] == "failed")
     User.objects.create_superuser("browser", "b@example.com", "a-password-for-tests")
@@ -138,6 +139,11 @@ def test_dashboard_in_chromium(client, site, chromium, tmp_path: Path):  # noqa:
     assert driver.find_elements(By.CSS_SELECTOR, "#leek-chart-hour rect.leek-failed")
     slowest = steady(wait, lambda d: d.find_element(By.CSS_SELECTOR, "#leek-slowest tbody tr").text)
     assert slowest.startswith("tests.tasks.sleep 4 ")
+    # the periodic schedule with its next run and a link to its last task,
+    schedule = 'tr[data-schedule="nightly-report"]'
+    text = steady(wait, lambda d: d.find_element(By.CSS_SELECTOR, schedule).text)
+    assert "tests.tasks.noop" in text and "(in " in text and "succeeded" in text
+    assert driver.find_elements(By.CSS_SELECTOR, f"{schedule} a[href*='/queuedtask/']")
     # and it refreshes itself without reloading the page.
     driver.execute_script("window.leekSamePage = 42")
     again = client.push(tasks.add, (9, 9), queue="mail")

@@ -178,6 +178,9 @@ def add_purge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--succeeded", action="store_true", help="purge tasks that succeeded")
     p.add_argument("--failed", action="store_true", help="purge tasks that failed")
     p.add_argument(
+        "--cancelled", action="store_true", help="purge cancelled tasks (aged from their push)"
+    )
+    p.add_argument(
         "--older-than",
         type=duration,
         required=True,
@@ -189,9 +192,9 @@ def add_purge_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_purge(client: leek.Client, args: argparse.Namespace, out: TextIO) -> None:
     """Ask leekd to purge, again and again while it says more is left; prints counts."""
-    if not (args.succeeded or args.failed):
-        raise LeekConfigError("say what to purge: --succeeded, --failed, or both")
-    states = [s for s in ("succeeded", "failed") if getattr(args, s)]
+    states = [s for s in ("succeeded", "failed", "cancelled") if getattr(args, s, False)]
+    if not states:
+        raise LeekConfigError("say what to purge: --succeeded, --failed and/or --cancelled")
     counts = dict.fromkeys(states, 0)
     jobs = 0
     while True:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from django.db import DatabaseError, connection
 
 from ..job import Job
-from . import nodes, notify, takeover
+from . import cancels, nodes, notify, takeover
 
 log = logging.getLogger("leekd.cluster")
 
@@ -47,6 +47,12 @@ class Host(Protocol):
     def queue(self, jobs: Iterable[Job]) -> object:
         """Run these tasks, claimed from another node."""
 
+    def ended(self, ids: list[int]) -> None:
+        """Another node committed these tasks' outcomes (from the listener thread)."""
+
+    def cancel_asked(self, task_id: int, by: str) -> None:
+        """Node ``by`` was asked to cancel a task of ours: cancel it here, answer ``by``."""
+
 
 class Member(threading.Thread):
     def __init__(self, name: str, address: str, lease: float, host: Host) -> None:
@@ -63,6 +69,7 @@ class Member(threading.Thread):
         self.lost = 0  # tasks other nodes claimed from us while we lived
         self.seen: list[dict[str, Any]] = []  # every node, as of the last pass
         self.listener: notify.Listener | None = None
+        self.cancels = cancels.Cancels(name)  # ours, waiting for another node's answer
 
     def join_cluster(self) -> int:
         """Join at a new epoch and claim our unfinished tasks; returns how many (blocking)."""
@@ -126,8 +133,29 @@ class Member(threading.Thread):
 
     def _heard(self, message: str) -> None:
         kind, _, name = message.partition(" ")
-        if (kind == "left" and name != self.node) or (kind == "took" and name == self.node):
+        if kind == "outcome":
+            name, _, ids = name.rpartition(" ")  # a node's name may hold spaces; ids do not
+            if name != self.node:  # our own outcomes woke our waits as they committed
+                self.host.ended(notify.outcome_ids(ids))
+        elif kind in ("cancel", "cancelled"):
+            body = cancels.parse(name)
+            if body is None or body["to"] != self.node:
+                return
+            if kind == "cancelled":
+                self.cancels.answered(body)
+            elif isinstance(body.get("from"), str):
+                self.host.cancel_asked(body["id"], body["from"])
+        elif (kind == "left" and name != self.node) or (kind == "took" and name == self.node):
             self.wake.set()
+
+    def ended_here(self, task_id: int) -> None:
+        """A task of ours ended outside an outcome commit (a cancel): wake waits elsewhere."""
+        try:
+            notify.send(f"outcome {self.node} {task_id}")
+        except DatabaseError as exc:
+            log.warning("could not tell the other nodes task %d ended (%s)", task_id, exc)
+        finally:
+            connection.close()
 
     def step(self) -> float:
         """One pass; returns the seconds until the next (tests call it directly)."""

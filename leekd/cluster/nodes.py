@@ -54,6 +54,14 @@ def leave(name: str, epoch: int) -> None:
         )
 
 
+def address_of(name: str) -> str:
+    """The address node ``name`` last gave, or "" for a node never seen."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT address FROM leekd_node WHERE name = %s", [name])
+        row = cur.fetchone()
+        return "" if row is None else str(row[0])
+
+
 def expiries(lease: float, me: str) -> list[float]:
     """Seconds until each other live node's lease runs out (negative: already out)."""
     with connection.cursor() as cur:

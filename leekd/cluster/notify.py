@@ -2,8 +2,10 @@
 
 A node says ``left <name>`` when it stops cleanly (the others take its unfinished tasks at
 once instead of after the lease) and ``took <name>`` when it took a node's tasks over (that
-node, if it is alive after all, checks its heartbeat at once and drops them). A
-notification sent while a listener was disconnected is lost, so every reconnect calls
+node, if it is alive after all, checks its heartbeat at once and drops them). Each commit
+of outcomes says ``outcome <name> <id>,<id>,…`` (in notifications of at most ``IDS`` ids,
+well under PostgreSQL's 8000-byte payload), so a node where a client waits for one of
+those results reads it and answers at once. A notification sent while a listener was disconnected is lost, so every reconnect calls
 ``on_connect``, and the heartbeat's own pass remains the slow safety sweep.
 """
 
@@ -20,12 +22,29 @@ log = logging.getLogger("leekd.cluster")
 
 CHANNEL = "leekd_cluster"
 _NOT_LIBPQ = ("context", "cursor_factory", "prepare_threshold")
+IDS = 500  # task ids per notification: at most 500 * 20 digits and commas, under 8000 bytes
 
 
 def send(message: str) -> None:
     """NOTIFY the other nodes (committed with the surrounding transaction, if any)."""
     with connection.cursor() as cur:
         cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, message])
+
+
+def announce_outcomes(node: str, cur: Any, ids: list[int]) -> None:
+    """Within an outcome commit: say which tasks ended; delivered when it commits."""
+    for k in range(0, len(ids), IDS):
+        listed = ",".join(map(str, ids[k : k + IDS]))
+        cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"outcome {node} {listed}"])
+
+
+def outcome_ids(text: str) -> list[int]:
+    """The task ids of an ``outcome`` notification (at most ``IDS``; anything else skipped)."""
+    ids = []
+    for part in text.split(",", IDS)[:IDS]:
+        if part.isdigit():
+            ids.append(int(part))
+    return ids
 
 
 def connect_params() -> dict[str, Any]:

@@ -1,14 +1,18 @@
 """Waiting for a task's result: ``result`` requests answered when its outcome is committed.
 
 A waiter is registered *before* the task's row is read, so an outcome committed at any
-moment is seen either by the read or by the wake-up; nobody polls. Each wait is bounded by
+moment is seen either by the read or by the wake-up; nobody polls. With several nodes the
+wake-up for a task another node ran comes from that node's notification (the ids only),
+and the outcome is read from the database. Each wait is bounded by
 the time the client asked for (at most ``MAX_WAIT``), and each connection by ``MAX_WAITERS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from typing import Any
 
 from leek.protocol import Error, ErrorCode, Reply
@@ -19,6 +23,7 @@ MAX_WAIT = 3600.0  # seconds one request may wait; the client asks again for lon
 MAX_WAITERS = 64  # result waits open at once on one connection
 
 ResultReply = dict[str, Any]
+log = logging.getLogger("leekd.server")
 
 
 class ResultWaiters:
@@ -26,6 +31,7 @@ class ResultWaiters:
 
     def __init__(self) -> None:
         self._by_task: dict[int, set[Callable[[ResultReply], None]]] = {}
+        self.woken_elsewhere = 0  # waits answered because another node said their task ended
 
     def __bool__(self) -> bool:
         return bool(self._by_task)
@@ -62,10 +68,48 @@ class ResultWaiters:
             except RuntimeError:
                 pass  # the loop has closed: nobody is waiting any more
 
+    def ended_elsewhere(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ids: list[int],
+        pool: Executor,
+        read: Callable[[int], ResultReply],
+    ) -> None:
+        """From the cluster's listener thread: another node committed these tasks'
+        outcomes. The ones waited for here are read (``read``, in ``pool``) and woken."""
+        wanted = [i for i in ids if i in self._by_task]  # a dict check when nobody waits
+        if not wanted:
+            return
+
+        def fetch() -> None:
+            try:
+                replies = [(i, read(i)) for i in wanted]
+            except Exception as exc:  # noqa: BLE001 - the client's next ask answers instead
+                log.warning("could not read results another node recorded (%s)", exc)
+                return
+            ended = [(i, r) for i, r in replies if r.get("state") in _ENDED]
+            if ended:
+                try:
+                    loop.call_soon_threadsafe(self._woken_elsewhere, ended)
+                except RuntimeError:
+                    pass  # the loop has closed: nobody is waiting any more
+
+        try:
+            pool.submit(fetch)
+        except RuntimeError:
+            pass  # leekd is stopping: its waits are being answered already
+
+    def _woken_elsewhere(self, results: list[tuple[int, ResultReply]]) -> None:
+        self.woken_elsewhere += sum(len(self._by_task.get(i, ())) for i, _ in results)
+        self.wake(results)
+
     def wake(self, results: Iterable[tuple[int, ResultReply]]) -> None:
         for task_id, reply in results:
             for fn in self._by_task.pop(task_id, ()):
                 fn(reply)
+
+
+_ENDED = ("succeeded", "failed", "cancelled")
 
 
 class _Wait:

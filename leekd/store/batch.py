@@ -21,6 +21,8 @@ from ..job import Job, Outcome
 from .rows import Fence, insert_all, insert_deduped, write_outcomes
 from .steps import write_steps
 
+Announce = Callable[[Any, list[int]], object]
+
 
 def write_batch(
     transaction: Callable[..., Any],
@@ -32,10 +34,12 @@ def write_batch(
     adapt: Callable[[datetime], Any],
     fence: Fence | None,
     unique: bool = False,
+    announce: Announce | None = None,
 ) -> tuple[list[int], list[bool] | None, list[Outcome], list[Job]]:
     """Write in one transaction; returns the ids, which records were inserted (None: all),
     the outcomes another node owns now (not written), and the jobs' next steps to queue.
-    ``unique``: some record has a ``unique_key``, so each is looked up before its insert."""
+    ``unique``: some record has a ``unique_key``, so each is looked up before its insert.
+    ``announce(cur, ids)`` (several nodes) tells the others, on commit, which tasks ended."""
     now = timezone.now()
     steps = any(o.job.job_id for o in outcomes)
     following: list[Job] = []
@@ -45,13 +49,23 @@ def write_batch(
             lost = write_outcomes(cur, ph, outcomes, adapt, fence)
             if steps:
                 following = write_steps(cur, ph, _kept(outcomes, lost), now, adapt, fence)
+            if announce is not None and outcomes:
+                _announce(announce, cur, _kept(outcomes, lost))
     except IntegrityError:  # a record sent again: done again, the duplicate skipped
         with transaction(raw, False) as (cur, ph):
             flat, fresh = insert_deduped(cur, ph, records, now, adapt, retry_of, fence)
             lost = write_outcomes(cur, ph, outcomes, adapt, fence)
             if steps:
                 following = write_steps(cur, ph, _kept(outcomes, lost), now, adapt, fence)
+            if announce is not None and outcomes:
+                _announce(announce, cur, _kept(outcomes, lost))
     return flat, fresh, lost, following
+
+
+def _announce(announce: Announce, cur: Any, written: list[Outcome]) -> None:
+    ended = [o.job.id for o in written if o.final]  # a retried attempt ends no wait
+    if ended:
+        announce(cur, ended)
 
 
 def _kept(outcomes: list[Outcome], lost: list[Outcome]) -> list[Outcome]:

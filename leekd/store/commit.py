@@ -88,6 +88,9 @@ class Store(Transactions, Collecting):
         self.written = 0
         self.fence: Fence | None = None  # several nodes: (node, epoch) owning what we write
         self.on_fenced: Callable[[list[Outcome]], object] | None = None  # their tasks moved
+        # Several nodes: called in each outcome commit with the cursor and the ended task
+        # ids, so the nodes where someone waits for them hear of it when it commits.
+        self.announce: Callable[[Any, list[int]], object] | None = None
 
     # ---- called from other threads
 
@@ -275,6 +278,7 @@ class Store(Transactions, Collecting):
             self._adapt,
             self.fence,
             unique,
+            self.announce,
         )
         if lost and self.on_fenced is not None:
             self.on_fenced(lost)

@@ -36,7 +36,14 @@ LOCK = threading.Lock()
 
 
 def _finished_before(state: str, cutoff: datetime) -> QuerySet[Any]:
-    """Ids of tasks that reached ``state`` before ``cutoff``, oldest first (indexed)."""
+    """Ids of tasks that reached ``state`` before ``cutoff``, oldest first (indexed; a
+    cancelled task, which has no outcome row, counts from when it was pushed)."""
+    if state == State.CANCELLED:
+        return (
+            QueuedTask.objects.filter(state=state, enqueued_at__lt=cutoff)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
     if state == State.SUCCEEDED:
         return (
             SuccessTask.objects.filter(finished_at__lt=cutoff, task__state=state)
@@ -154,10 +161,11 @@ async def _retain(keep: float, pool: Executor, stopping: Callable[[], bool]) -> 
         else:
             log.log(
                 logging.INFO if any(total.values()) else logging.DEBUG,
-                "retention: deleted %d succeeded and %d failed task records and %d jobs finished "
-                "more than %s ago (%.2fs)",
+                "retention: deleted %d succeeded, %d failed and %d cancelled task records and %d "
+                "jobs finished more than %s ago (%.2fs)",
                 total["succeeded"],
                 total["failed"],
+                total["cancelled"],
                 total["jobs"],
                 format_duration(keep),
                 time.monotonic() - t0,

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-FINISHED: tuple[str, ...] = ("succeeded", "failed")
+FINISHED: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 RETRY_LIMIT = 100  # failures per retry_failed request unless the client asks otherwise
 MAX_RETRY_LIMIT = 1000
 

@@ -136,7 +136,7 @@ def test_bad_usage_exits_2(argv, run):
 
 def test_purge_needs_a_state(server, run):
     code, _, err = run("--port", server.port, "purge", "--older-than", "7d")
-    assert code == 1 and "--succeeded, --failed, or both" in err
+    assert code == 1 and "--succeeded, --failed and/or --cancelled" in err
 
 
 def test_console_script_against_a_real_leekd_then_a_dead_one(leekd_proc):

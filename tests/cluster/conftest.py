@@ -40,7 +40,8 @@ def pg(postgres: PostgresServer) -> Iterator[psycopg.Connection]:
         host="127.0.0.1", port=postgres.port, user="postgres", dbname="postgres", autocommit=True
     ) as conn:
         conn.execute(
-            "TRUNCATE leekd_successtask, leekd_failedtask, leekd_queuedtask, leekd_node CASCADE"
+            "TRUNCATE leekd_successtask, leekd_failedtask, leekd_queuedtask, leekd_node, "
+            "leekd_schedule CASCADE"
         )
         yield conn
 
@@ -49,14 +50,20 @@ def pg(postgres: PostgresServer) -> Iterator[psycopg.Connection]:
 def node(postgres: PostgresServer, tmp_path: Path) -> Iterator:
     started: list[LeekdProcess] = []
 
-    def make(name: str, *args: str, pg_port: int | None = None) -> LeekdProcess:
+    def make(
+        name: str,
+        *args: str,
+        pg_port: int | None = None,
+        settings: str = "tests.pg_settings",
+        **extra_env: str,
+    ) -> LeekdProcess:
         home = tmp_path / name
         home.mkdir(exist_ok=True)
-        env = subprocess_env(LEEK_TEST_PG_PORT=str(pg_port or postgres.port))
+        env = subprocess_env(LEEK_TEST_PG_PORT=str(pg_port or postgres.port), **extra_env)
         p = LeekdProcess(
             home / "unused.sqlite3",
             "--settings",
-            "tests.pg_settings",
+            settings,
             "--node",
             name,
             "--lease",

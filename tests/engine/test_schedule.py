@@ -89,7 +89,7 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
     first, second = start(tmp_path, env, 1), start(tmp_path, env, 2)
     try:
         # when they have run side by side for a few seconds,
-        wait_for(lambda: len(lines(tmp_path / "tick-runs")) >= 5, timeout=30)
+        wait_for(lambda: len(ticks(first.output() + second.output(), "tick")) >= 5, timeout=30)
         with leek.Client(port=first.port, secret=SECRET) as c:
             listing = c.request("schedules")
             out = io.StringIO()
@@ -107,8 +107,11 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
     assert sum(step == timedelta(seconds=1) for step in steps) >= 0.75 * len(steps)
     both = ticks(first.output(), "tick"), ticks(second.output(), "tick")
     assert not set(both[0]) & set(both[1])
-    # and no claimed tick's task ran twice (one still queued at the stop runs at the next start)
-    assert len(lines(tmp_path / "tick-runs")) <= len(claimed)
+    # and, with several nodes on PostgreSQL, no claimed tick's task ran twice (one still queued
+    # at the stop runs at the next start). Two leekd on one SQLite file are not nodes: each
+    # recovers every unfinished task at its start, the other's included (see README).
+    if backend == "postgres":
+        assert len(lines(tmp_path / "tick-runs")) <= len(claimed)
     # and each claimed tick queued one task, which ran once.
     runs = len(lines(tmp_path / "tick-runs"))
     assert len(claimed) - 2 <= runs <= len(claimed)
@@ -179,3 +182,17 @@ def test_a_bad_schedule_entry_stops_leekd_run_and_fails_check(flow_env, tmp_path
         timeout=60,
     )
     assert check.returncode == 1 and "leekd.E004" in check.stderr and name in check.stderr
+
+
+def test_a_schedule_on_a_queue_this_leekd_does_not_serve_stops_it_at_start(django_db):
+    from leek.errors import LeekConfigError
+    from leekd.app import Leekd
+    from leekd.conf import Config
+
+    config = Config(
+        port=0,
+        queues={"default": 1},
+        schedule={"reports": {"task": "tests.tasks.noop", "every": "1m", "queue": "reports"}},
+    ).validate()
+    with pytest.raises(LeekConfigError, match="schedule 'reports': queue 'reports' is not served"):
+        Leekd(config, SECRET.encode())

@@ -111,6 +111,15 @@ def test_purge_one_state_and_dry_run(client, records):
     assert remaining(ok + bad) == set(ok)
 
 
+def test_purge_of_cancelled_tasks_ages_them_from_their_push(client, records):
+    old = records("cancelled", timedelta(days=3), 3)
+    new = records("cancelled", timedelta(hours=1), 2)
+    waiting = records("queued", timedelta(days=3), 1)
+    reply = client.request("purge", states=["cancelled"], older_than=DAY)
+    assert reply["cancelled"] == 3
+    assert remaining(old + new + waiting) == set(new + waiting)
+
+
 def test_purge_works_in_batches_within_a_time_budget(records):
     from leekd.store import purge as maintenance
 
@@ -179,7 +188,7 @@ def test_leekd_applies_its_retention_setting(make_server, records, caplog):
     make_server(retention=30 * DAY)
     wait_for(lambda: remaining(old) == set(), what="retention to purge the old rows")
     assert remaining(kept) == set(kept)
-    wait_for(lambda: "retention: deleted 2 succeeded and 1 failed" in caplog.text)
+    wait_for(lambda: "retention: deleted 2 succeeded, 1 failed and 0 cancelled" in caplog.text)
 
 
 def test_retention_flag_on_a_real_leekd(leekd_proc, tmp_path):
@@ -199,5 +208,5 @@ def test_retention_flag_on_a_real_leekd(leekd_proc, tmp_path):
     # when leekd starts again with --retention 1w, it deletes it.
     p2 = leekd_proc("--workers", "1", "--retention", "1w", db=p.db)
     wait_for(lambda: not rows(p.db, "SELECT id FROM leekd_queuedtask WHERE id = ?", task_id))
-    wait_for(lambda: "retention: deleted 1 succeeded and 0 failed" in p2.output())
+    wait_for(lambda: "retention: deleted 1 succeeded, 0 failed and 0 cancelled" in p2.output())
     assert "deleting task records finished more than 7d ago" in p2.output()

@@ -19,7 +19,7 @@ from leekd.cli.shell import (
 
 class Command(BaseCommand):
     help = (
-        "Delete the records of tasks that finished (succeeded and/or failed) longer ago than "
+        "Delete the records of tasks that finished (succeeded, failed and/or cancelled) longer ago than "
         "--older-than; unfinished tasks are never touched. leekd does the deleting, in batches."
     )
 
