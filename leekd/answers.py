@@ -35,9 +35,7 @@ class Answers:
     poisoned: int
     results: ResultWaiters
 
-    @property
-    def connections(self) -> set[LeekConnection]:
-        raise NotImplementedError
+    connections: set[LeekConnection]  # the server's live connections
 
     @property
     def workers(self) -> list[Worker]:

@@ -36,7 +36,7 @@ from .memory import trim_heap
 from .net.accept import fit_connections
 from .net.admission import PYTHON
 from .net.authlog import AuthLog
-from .net.connection import LeekConnection, resolve_pushes
+from .net.connection import resolve_pushes
 from .net.listen import Listener
 from .net.results import ResultWaiters
 from .net.server import Server
@@ -68,6 +68,7 @@ class Leekd(Answers):
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
         )
+        self.connections = self.net.connections  # the same set, kept by the server
         self.listener: Listener | None = None
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leekd-query")
         self.draining = False
@@ -88,10 +89,6 @@ class Leekd(Answers):
         self.member: Member | None = None  # on PostgreSQL: this node among the others
         self.metrics: Any = None  # leekd.metrics.MetricsServer, with --metrics-port
         self._report: Callable[[Any], object] | None = None  # the workers' outcome hand-over
-
-    @property
-    def connections(self) -> set[LeekConnection]:
-        return self.net.connections
 
     @property
     def auth_log(self) -> AuthLog:

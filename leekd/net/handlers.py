@@ -38,9 +38,7 @@ class Handlers:
     conn: Connection
     peer: str
     pending: deque[Slot]
-
-    def flush(self) -> None:
-        raise NotImplementedError
+    flush: Callable[[], None]  # sends every answer that is ready, in order
 
     def _answer(self, slot: Slot) -> None:
         self.pending.append(slot)

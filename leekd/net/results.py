@@ -125,12 +125,8 @@ class ResultRequests:
 
     api: Any
     waits: dict[Any, _Wait]
-
-    def _answer(self, slot: Any) -> None:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        raise NotImplementedError
+    _answer: Callable[[Any], None]  # Handlers': owe this answer and send what is ready
+    flush: Callable[[], None]
 
     def handle_result(self, args: dict[str, Any]) -> None:
         from .handlers import Slot

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -122,18 +124,38 @@ def test_standalone_leekd_imports_tasks_from_its_directory_and_says_where_it_loo
     wait_for(lambda: "hidden_tasks" in p.output())
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+@contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """``directory`` unwritable for leekd: mode 0555, or as root (who writes anywhere) an
+    empty read-only tmpfs mounted over it."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(directory)]
+    done = subprocess.run(mount, capture_output=True, text=True, timeout=30)
+    if done.returncode:
+        reason = f"root cannot mount a read-only tmpfs here: {done.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], capture_output=True, timeout=30)
+
+
 def test_read_only_directory_says_what_to_do(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o555)
-    try:
+    with read_only(locked):
         out = subprocess.run(
             [sys.executable, "-m", "leekd", "run", "--port", "0"],
             cwd=locked, env=subprocess_env(), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-    finally:
-        locked.chmod(0o755)
     assert out.returncode == 78
     assert f"cannot create leek.sqlite3 in {locked}" in out.stderr and "pass --db" in out.stderr
     assert "Traceback" not in out.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
 import time
@@ -22,9 +23,16 @@ LIMIT = 1024
 def room() -> Iterator[None]:
     """This test process needs more descriptors than the leekd it floods."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 4 * LIMIT:
-        pytest.skip(f"the hard open-file limit here ({hard}) is too low to flood from")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (4 * LIMIT, hard))
+    need = 4 * LIMIT
+    if hard != resource.RLIM_INFINITY and hard < need:
+        if os.geteuid() != 0:  # only root may raise its hard limit
+            reason = f"the hard open-file limit here ({hard}) is too low to flood from"
+            if os.environ.get("CI"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
