@@ -76,6 +76,7 @@ class TaskQueue:
             n = 0
             ready = 0
             now = 0.0
+            first_due = self._timed[0][0] if self._timed else None
             for job in jobs:
                 n += 1
                 if job.payload is not None:
@@ -101,8 +102,10 @@ class TaskQueue:
                 ready += 1
             if ready:
                 self._cond.notify(ready)
-            elif n:
-                self._cond.notify()  # a sleeping worker recomputes its wait for the timer
+            elif n and self._timed and (first_due is None or self._timed[0][0] < first_due):
+                # Only a job due before every other timed one changes how long a sleeping
+                # worker waits: a worker wakes for it, not for every delayed push.
+                self._cond.notify()
         return n
 
     def put(self, job: Job) -> None:
