@@ -10,6 +10,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+CPU_TARGET = 100.0  # µs of server CPU per task, for every rate
+TARGET_PEER = "huey"  # the peer the ratio targets are measured against, in the same run
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -17,8 +20,9 @@ class Figure:
     name: str
     unit: str
     higher_is_better: bool
-    target: float | None = None  # the issue's target for leek
+    target: float | None = None  # leek's absolute target
     cpu_key: str | None = None  # the server CPU per task over the same window
+    peer_target: float | None = None  # leek/Huey, same run: at least this (rates), at most (ms)
 
     def fmt(self, value: float | None) -> str:
         if value is None:
@@ -32,27 +36,35 @@ class Figure:
         return f"{value:.3g}"
 
     def target_text(self) -> str:
-        if self.target is None:
-            return ""
         op = "≥" if self.higher_is_better else "≤"
-        return f"{op} {self.fmt(self.target)}"
+        parts = []
+        if self.target is not None:
+            parts.append(f"{op} {self.fmt(self.target)}")
+        if self.peer_target is not None:
+            parts.append(f"{op} {self.peer_target:g}× {TARGET_PEER}")
+        return ", ".join(parts)
 
-    def meets(self, value: float | None) -> bool | None:
-        if self.target is None or value is None:
-            return None
-        return value >= self.target if self.higher_is_better else value <= self.target
+    def meets(self, value: float | None, peer: float | None = None) -> bool | None:
+        """Whether ``value`` meets every target there is a figure to judge it by."""
+        checks = []
+        if self.target is not None and value is not None:
+            checks.append(value >= self.target if self.higher_is_better else value <= self.target)
+        r = ratio(value, peer)
+        if self.peer_target is not None and r is not None:
+            checks.append(r >= self.peer_target if self.higher_is_better else r <= self.peer_target)
+        return all(checks) if checks else None
 
 
 ONE_CLIENT = [
-    Figure("enqueue", "enqueue, sequential push", "tasks/s", True, 10_000, "cpu_enqueue"),
-    Figure("enqueue_many", "enqueue, push_many", "tasks/s", True, 50_000, "cpu_enqueue_many"),
-    Figure("e2e", "end-to-end, sequential push", "tasks/s", True, 10_000, "cpu_e2e"),
+    Figure("enqueue", "enqueue, sequential push", "tasks/s", True, None, "cpu_enqueue", 1.5),
+    Figure("enqueue_many", "enqueue, push_many", "tasks/s", True, 100_000, "cpu_enqueue_many"),
+    Figure("e2e", "end-to-end, sequential push", "tasks/s", True, None, "cpu_e2e", 10),
     Figure("e2e_many", "end-to-end, push_many", "tasks/s", True, None, "cpu_e2e_many"),
-    Figure("p50", "push latency p50", "ms", False, 0.1),
-    Figure("p99", "push latency p99", "ms", False, 1.0),
+    Figure("p50", "push latency p50", "ms", False, None, None, 1.0),
+    Figure("p99", "push latency p99", "ms", False),
 ]
 MEMORY = [
-    Figure("idle_rss", "idle RSS", "MiB", False, 45),
+    Figure("idle_rss", "idle RSS", "MiB", False, 40),
     Figure("peak_rss", "peak RSS", "MiB", False),
 ]
 FIGURES = ONE_CLIENT + MEMORY  # without --clients
@@ -69,8 +81,9 @@ def many_clients(n: int) -> list[Figure]:
             True,
             None,
             f"cpu_enqueue{c}",
+            3,
         ),
-        Figure(f"e2e{c}", f"{n} clients: end-to-end", "tasks/s", True, None, f"cpu_e2e{c}"),
+        Figure(f"e2e{c}", f"{n} clients: end-to-end", "tasks/s", True, None, f"cpu_e2e{c}", 10),
         Figure(f"p50{c}", f"{n} clients: push latency p50", "ms", False, 1.0),
         Figure(f"p99{c}", f"{n} clients: push latency p99", "ms", False, 5.0),
     ]
@@ -167,7 +180,7 @@ def main_table(
     for f in rows_for:
         if all(results[s.name].get(f.key) is None for s in systems):
             continue
-        ok = f.meets(leek.get(f.key))
+        ok = f.meets(leek.get(f.key), results.get(TARGET_PEER, {}).get(f.key))
         row = [f"{f.name} ({f.unit})", f.fmt(leek.get(f.key)), cpu_cell(f, leek), f.target_text()]
         row.append("" if ok is None else ("ok" if ok else "MISS"))
         for p in peers:
@@ -175,7 +188,23 @@ def main_table(
             r = ratio(leek.get(f.key), value)
             row += [f.fmt(value), cpu_cell(f, results[p.name]), "—" if r is None else f"{r:,.2f}×"]
         rows.append(row)
-    return table(rows)
+    return table(rows) + "\n" + cpu_verdict(leek, rows_for)
+
+
+def cpu_verdict(leek: dict[str, float | None], rows_for: list[Figure]) -> str:
+    """One line: which of leek's CPU-per-task figures meet the target."""
+    judged = [
+        (f.name, cpu)
+        for f in rows_for
+        if f.cpu_key is not None and (cpu := leek.get(f.cpu_key)) is not None
+    ]
+    if not judged:
+        return ""
+    over = [f"{name} {cpu:,.0f}" for name, cpu in judged if cpu > CPU_TARGET]
+    head = f"leek's server CPU per task: target ≤ {CPU_TARGET:g} µs,"
+    if not over:
+        return f"{head} ok for every rate"
+    return f"{head} MISS for {'; '.join(over)} (ok for {len(judged) - len(over)} of {len(judged)})"
 
 
 def scale_table(figures: dict[str, Any]) -> str:
