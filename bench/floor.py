@@ -2,9 +2,13 @@
 
 No push can be answered faster than the time a few bytes take to cross 127.0.0.1 to another
 process and back, so the benchmark measures that beside the systems: with a blocking
-socket server (the cheapest a Python server gets) and with an asyncio server (what leekd
-runs on), each answering in a subprocess of its own; and, for comparison, the blocking
-server on a Unix-domain socket (leekd's ``--unix``).
+socket server (the cheapest a Python server gets) and with an asyncio server on the event
+loop leekd runs on (uvloop where it is installed), each answering in a subprocess of its
+own; and, for comparison, the blocking server on a Unix-domain socket (leekd's ``--unix``).
+
+Beside the latency it reports the echo server's CPU per round trip (``cpu_us``, from
+``/proc/PID/schedstat``, in nanoseconds): the least any server on this loop spends to read
+a request and answer it, whatever it does in between.
 
 ``python -m bench.floor SERVER [PATH]`` is that subprocess: it prints its address and
 echoes one connection until it closes.
@@ -62,11 +66,27 @@ def serve_asyncio() -> None:
         await done.wait()
 
     done = asyncio.Event()
-    asyncio.run(main())
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time a single-threaded process has run, in nanoseconds (0 where not known)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def round_trips(server: str, count: int) -> dict[str, float]:
-    """p50/p99 in ms of ``count`` echo round trips to a fresh ``server`` subprocess."""
+    """p50/p99 in ms of ``count`` echo round trips to a fresh ``server`` subprocess, and its
+    CPU per round trip in µs."""
     with tempfile.TemporaryDirectory() as tmp:
         return _round_trips(server, count, os.path.join(tmp, "echo.sock"))
 
@@ -87,7 +107,10 @@ def _round_trips(server: str, count: int, path: str) -> dict[str, float]:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with sock:
             lat = []
+            cpu0 = 0
             for i in range(count + count // 10):  # the first tenth warms up, uncounted
+                if i == count // 10:
+                    cpu0 = cpu_ns(proc.pid)
                 t = time.perf_counter()
                 sock.sendall(MESSAGE)
                 got = 0
@@ -98,7 +121,12 @@ def _round_trips(server: str, count: int, path: str) -> dict[str, float]:
                     got += len(chunk)
                 if i >= count // 10:
                     lat.append(time.perf_counter() - t)
-        return {"p50": percentile(lat, 50) * 1000, "p99": percentile(lat, 99) * 1000}
+            cpu = (cpu_ns(proc.pid) - cpu0) / 1000 / count if cpu0 else 0.0
+        return {
+            "p50": percentile(lat, 50) * 1000,
+            "p99": percentile(lat, 99) * 1000,
+            "cpu_us": cpu,
+        }
     finally:
         try:
             proc.wait(timeout=10)
