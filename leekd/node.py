@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,7 +36,7 @@ def member_for(app: Any) -> Member | None:
                 f"this one is {connection.vendor}; drop --node, or point leekd at PostgreSQL"
             )
         return None
-    name = config.node or default_name(config.unix or config.port)
+    name = config.node or default_name(config.unix or config.port, os.getpid())
     address = config.unix or f"{config.host}:{config.port}"
     assert app.store is not None
     member = Member(name, address, config.lease, _Host(app))

@@ -14,8 +14,13 @@ from typing import Any
 from django.db import connection, transaction
 
 
-def default_name(port: int | str) -> str:
-    """This machine's host name and leekd's port: unique per leekd on a machine."""
+def default_name(port: int | str, pid: int) -> str:
+    """This machine's host name and leekd's port: unique per leekd on a machine, and the same
+    after a restart, so a node takes its own unfinished tasks back at once. An ephemeral port
+    (0) is neither: several such leekd would share one name (and each take the others' tasks
+    for its own), so the process id stands in, and what a dead one left waits out its lease."""
+    if str(port) == "0":
+        return f"{socket.gethostname()}:0-pid{pid}"
     return f"{socket.gethostname()}:{port}"
 
 

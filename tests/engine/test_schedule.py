@@ -94,6 +94,9 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
             listing = c.request("schedules")
             out = io.StringIO()
             shell.cmd_schedule(c, shell.build_parser().parse_args(["schedule"]), out)
+            names = [c.request("stats").get("cluster", {}).get("node")]
+        with leek.Client(port=second.port, secret=SECRET) as c:
+            names.append(c.request("stats").get("cluster", {}).get("node"))
     finally:
         assert first.stop() == 0 and second.stop() == 0
     logs = first.output() + second.output()
@@ -111,6 +114,8 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
     # at the stop runs at the next start). Two leekd on one SQLite file are not nodes: each
     # recovers every unfinished task at its start, the other's included (see README).
     if backend == "postgres":
+        # (two nodes on ephemeral ports of one machine are two names, not one name twice)
+        assert names[0] != names[1] and None not in names
         assert len(lines(tmp_path / "tick-runs")) <= len(claimed)
     # and each claimed tick queued one task, which ran once.
     runs = len(lines(tmp_path / "tick-runs"))
