@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PEERS,
         help=f"comma-separated peers from {DEFAULT_PEERS}, or none",
     )
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also measure leek on PostgreSQL, a server the bench starts in its run directory "
+        "(needs PostgreSQL's server binaries); its column follows leek's",
+    )
     p.add_argument("--scale", action="store_true", help="also run the scale section (leek)")
     p.add_argument(
         "--scale-tasks", type=positive_int, default=200_000, help="backlog size for --scale"
@@ -152,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
         venv = peers_venv(args.workdir)
         versions = peer_versions(venv)
-    systems = [get("leek", None)] + [get(name, venv) for name in args.peers]
+    systems = [get("leek", None)] + ([get("leek-pg", None)] if args.postgres else [])
+    systems += [get(name, venv) for name in args.peers]
     rundir = args.workdir / "run" / time.strftime("%Y%m%d-%H%M%S")
     spec = {
         "tasks": args.tasks,

@@ -70,6 +70,8 @@ def run(driver: Any, spec: dict[str, Any]) -> dict[str, Any]:
     from bench.crowd import run_crowd
 
     pids = procs.descendants(spec["server_pid"])
+    for pid in spec.get("also_pids", []):  # processes outside its tree that serve it (a database)
+        pids += procs.descendants(pid)
     out: dict[str, Any] = {"errors": 0}
     expected = driver.recorded()
     if 1 in spec["clients"]:

@@ -8,7 +8,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from .helpers import ROOT
+from .postgres import PostgresServer
 
 FIGURES = [
     "enqueue, sequential push (tasks/s)",
@@ -28,28 +31,25 @@ FIGURES = [
 ]
 
 
-def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
+def smoke(tmp_path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEEK_")}
     env["BENCH_PYTHON"] = sys.executable  # the venv running these tests
-    out_json = tmp_path / "bench.json"
     done = subprocess.run(
-        [
-            str(ROOT / "scripts" / "bench"),
-            "--smoke",
-            "--peers",
-            "none",
-            "--workdir",
-            str(tmp_path),
-            "--json",
-            str(out_json),
-        ],
+        [str(ROOT / "scripts" / "bench"), "--smoke", "--peers", "none", "--workdir", str(tmp_path)]
+        + list(extra),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         env=env,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
+    out_json = tmp_path / "bench.json"
+    done = smoke(tmp_path, "--json", str(out_json))
     for name in FIGURES:
         line = next((ln for ln in done.stdout.splitlines() if name in ln), None)
         assert line is not None, f"{name!r} missing from:\n{done.stdout}"
@@ -68,3 +68,17 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
         assert leek[key] >= 0, key
     assert leek["tasks_c2"] == 300 and leek["clients_c2"] == 2
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
+
+
+@pytest.mark.postgres
+def test_bench_postgres_measures_leek_on_a_server_it_starts_and_stops(tmp_path):
+    PostgresServer().destroy()  # skips (fails under CI) where PostgreSQL's binaries are missing
+    out_json = tmp_path / "bench.json"
+    done = smoke(tmp_path, "--postgres", "--json", str(out_json))
+    header = next(ln for ln in done.stdout.splitlines() if "leek on PostgreSQL" in ln)
+    assert header.index("leek on PostgreSQL") > header.index("leek ")
+    pg = json.loads(out_json.read_text())["systems"]["leek-pg"]["median"]
+    assert pg["e2e"] > 0 and pg["cpu_e2e"] > 0 and pg["tasks_c2"] == 300
+    # and the server it started is gone with the run.
+    left = subprocess.run(["pgrep", "-f", "leek-bench-pg-"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout

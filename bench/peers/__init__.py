@@ -56,6 +56,10 @@ def get(name: str, venv: Path | None) -> Any:
         from .leek import LeekSystem
 
         return LeekSystem()
+    if name == "leek-pg":
+        from .leek_pg import LeekPgSystem
+
+        return LeekPgSystem()
     assert venv is not None
     if name == "huey":
         from .huey import HueySystem

@@ -21,7 +21,11 @@ SECRET = "bench-secret-0123456789abcdef0123"
 LEEKD_START = 60.0
 
 
-def leekd_cmd(port: int, db: Path, workers: int, log_level: str = "warning") -> list[str]:
+def leekd_cmd(
+    port: int, db: Path, workers: int, log_level: str = "warning", settings: str | None = None
+) -> list[str]:
+    """``leekd run`` on the embedded SQLite file ``db``, or with Django ``settings``."""
+    where = ["--settings", settings] if settings else ["--db", str(db)]
     return [
         sys.executable,
         "-m",
@@ -29,8 +33,7 @@ def leekd_cmd(port: int, db: Path, workers: int, log_level: str = "warning") -> 
         "run",
         "--port",
         str(port),
-        "--db",
-        str(db),
+        *where,
         "--workers",
         str(workers),
         "--log-level",
@@ -40,13 +43,18 @@ def leekd_cmd(port: int, db: Path, workers: int, log_level: str = "warning") -> 
 
 
 def start_leekd(
-    workdir: Path, db: Path, workers: int, log_level: str = "warning", log: Path | None = None
+    workdir: Path,
+    db: Path,
+    workers: int,
+    log_level: str = "warning",
+    log: Path | None = None,
+    settings: str | None = None,
 ) -> tuple[Any, int, Path]:
     """Start leekd and wait until it listens; returns (process, port, log)."""
     port = procs.free_port()
     log = log or workdir / "leekd.log"
     proc = procs.spawn(
-        leekd_cmd(port, db, workers, log_level),
+        leekd_cmd(port, db, workers, log_level, settings),
         env=base_env(LEEK_SECRET=SECRET),
         cwd=workdir,
         log=log,
