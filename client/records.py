@@ -112,9 +112,13 @@ def run_at(delay: float | timedelta | None, eta: datetime | None) -> float:
 
 
 class _Keys:
-    """Idempotency keys: a random prefix per process and a counter (no system call per key).
+    """Idempotency keys: the clock, a random prefix per process and a counter (no system
+    call per key; the prefix and counter alone make a key unique).
 
-    The prefix is drawn again in a forked child, so parent and child never share a key.
+    The clock comes first so that keys from many clients arrive nearly in order: the unique
+    index on them grows at its right edge, and a commit of several clients' pushes writes
+    one of its pages instead of one per client. The prefix is drawn again in a forked
+    child, so parent and child never share a key.
     """
 
     def __init__(self) -> None:
@@ -127,7 +131,7 @@ class _Keys:
         self.counter = itertools.count(1)
 
     def new(self) -> str:
-        return f"{self.prefix}{next(self.counter):x}"
+        return f"{time.time_ns() >> 10:x}{self.prefix}{next(self.counter):x}"
 
 
 new_key = _Keys().new

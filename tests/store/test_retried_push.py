@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -94,3 +96,22 @@ def test_a_known_key_does_not_fail_the_other_pushes_of_its_commit(leekd_proc):
         assert len(set(ids)) == 6 and min(set(ids) - {first}) > first
         wait_for(lambda: c.handled() == 6)
     assert rows(p.db, "SELECT count(*) FROM leekd_queuedtask") == [(6,)]
+
+
+def test_keys_of_several_processes_never_repeat_and_sort_by_when_they_were_made():
+    # Given a key made here, then one made by another process (a prefix of its own),
+    first = make_record(tasks.noop).key
+    made = "from leek.records import make_record; print(make_record(len).key)"
+    child = subprocess.run(
+        [sys.executable, "-c", made], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+    time.sleep(0.001)  # noqa: TID251 - the clock must move on for the order to show
+    last = make_record(tasks.noop).key
+    # then all three differ, the other process's prefix is its own,
+    clock = len(f"{time.time_ns() >> 10:x}")
+    prefix = slice(clock, clock + 24)
+    assert len({first, child, last}) == 3 and all(len(k) <= 64 for k in (first, child, last))
+    assert first[prefix] == last[prefix] != child[prefix]
+    # and they sort in the order they were made, whichever process made them: the unique
+    # index on keys grows at its right edge however many clients push at once.
+    assert first < child < last
