@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class Leekd(Answers):
         self.recovered = 0
         self.poisoned = 0
         self.slots: RunningSlots | None = None
+        self._ledger_once: Path | None = None  # a ledger no later run will read
         self.watchdog: Watchdog | None = None
         self._next_slot = 0
         self.stopped = threading.Event()  # set once a stop has finished
@@ -178,6 +180,9 @@ class Leekd(Answers):
         )
         if self.member is not None and not self.config.running_file:  # one ledger per node
             path = Path(path).with_name(f"leekd-{self.member.node.replace('/', '_')}.running")
+            # A node named for its process (an ephemeral port) never reads its ledger again:
+            # a clean stop removes it rather than leave one file per run.
+            self._ledger_once = path if self.member.node.endswith(f"-pid{os.getpid()}") else None
         return RunningSlots(path)
 
     def _join(self) -> None:
@@ -325,6 +330,8 @@ class Leekd(Answers):
         if self.slots is not None:
             self.slots.clear()  # a clean stop: whatever still runs did not kill leekd
             self.slots.close()
+            if self._ledger_once is not None:
+                self._ledger_once.unlink(missing_ok=True)
         snap = self.engine.snapshot()
         ok = sum(q["succeeded"] for q in snap.values())
         bad = sum(q["failed"] for q in snap.values())

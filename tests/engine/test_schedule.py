@@ -116,6 +116,8 @@ def test_two_leekd_on_one_database_run_each_tick_once(backend, request, tmp_path
     if backend == "postgres":
         # (two nodes on ephemeral ports of one machine are two names, not one name twice)
         assert names[0] != names[1] and None not in names
+        # (whose crash ledgers no later run would read: a clean stop removed them)
+        assert not list(tmp_path.glob("leekd-*.running"))
         assert len(lines(tmp_path / "tick-runs")) <= len(claimed)
     # and each claimed tick queued one task, which ran once.
     runs = len(lines(tmp_path / "tick-runs"))
