@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--postgres",
         action="store_true",
-        help="also measure leek on PostgreSQL, a server the bench starts in its run directory "
+        help="also measure leek on PostgreSQL, a throwaway server the bench starts and removes "
         "(needs PostgreSQL's server binaries); its column follows leek's",
     )
     p.add_argument("--scale", action="store_true", help="also run the scale section (leek)")

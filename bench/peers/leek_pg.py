@@ -1,6 +1,7 @@
 """leek on PostgreSQL: the same ``leekd run`` as ``leek``, against a PostgreSQL server the
-benchmark starts in the round's directory (``initdb``, then ``pg_ctl``, with PostgreSQL's
-defaults: ``fsync`` and ``synchronous_commit`` on, so every commit waits for the disk).
+benchmark starts for each round and removes after it (``initdb``, then ``pg_ctl``, with
+PostgreSQL's defaults: ``fsync`` and ``synchronous_commit`` on, so every commit waits for
+the disk).
 
 The server CPU per task counts PostgreSQL's processes too (the postmaster and the backends
 serving leekd): recording a task is their work as much as leekd's. RSS is leekd's alone.
