@@ -22,7 +22,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop (a dependency where it builds), else asyncio's own loop.
 
     Measured with scripts/bench: with eight clients at once it takes about a quarter off
-    the server's CPU per task and half off the push p50; it costs 2.5 MiB of resident memory.
+    the server's CPU per task and half off the push p50; it costs 1–2 MiB of resident memory.
     """
     try:
         import uvloop
