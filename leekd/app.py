@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -180,9 +179,9 @@ class Leekd(Answers):
         )
         if self.member is not None and not self.config.running_file:  # one ledger per node
             path = Path(path).with_name(f"leekd-{self.member.node.replace('/', '_')}.running")
-            # A node named for its process (an ephemeral port) never reads its ledger again:
-            # a clean stop removes it rather than leave one file per run.
-            self._ledger_once = path if self.member.node.endswith(f"-pid{os.getpid()}") else None
+            # A node whose name does not last never reads its ledger again: a clean stop
+            # removes it rather than leave one file per run.
+            self._ledger_once = None if self.member.lasting else path
         return RunningSlots(path)
 
     def _join(self) -> None:

@@ -25,7 +25,7 @@ def member_for(app: Any) -> Member | None:
     """This node's membership on PostgreSQL; None on one node (SQLite)."""
     from django.db import connection
 
-    from .cluster.nodes import default_name
+    from .cluster.nodes import default_name, ephemeral
     from .cluster.notify import announce_outcomes
 
     config = app.config
@@ -36,10 +36,12 @@ def member_for(app: Any) -> Member | None:
                 f"this one is {connection.vendor}; drop --node, or point leekd at PostgreSQL"
             )
         return None
-    name = config.node or default_name(config.unix or config.port, os.getpid())
+    where = config.unix or config.port
+    name = config.node or default_name(where, os.getpid())
     address = config.unix or f"{config.host}:{config.port}"
     assert app.store is not None
-    member = Member(name, address, config.lease, _Host(app))
+    lasting = bool(config.node) or not ephemeral(where)
+    member = Member(name, address, config.lease, _Host(app), lasting)
 
     def fenced(lost: list[Any]) -> None:
         member.lost += len(lost)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from .helpers import ROOT
-from .postgres import PostgresServer
+from .postgres import require_postgres
 
 FIGURES = [
     "enqueue, sequential push (tasks/s)",
@@ -72,7 +72,7 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
 
 @pytest.mark.postgres
 def test_bench_postgres_measures_leek_on_a_server_it_starts_and_stops(tmp_path):
-    PostgresServer().destroy()  # skips (fails under CI) where PostgreSQL's binaries are missing
+    require_postgres()
     out_json = tmp_path / "bench.json"
     done = smoke(tmp_path, "--postgres", "--json", str(out_json))
     header = next(ln for ln in done.stdout.splitlines() if "leek on PostgreSQL" in ln)

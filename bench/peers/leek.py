@@ -88,8 +88,13 @@ class Driver:
         from bench.tasks import noop
 
         self.leek, self.noop = leek, noop
-        self.db = sqlite3.connect(spec["db"], timeout=10)
-        self.db.execute("PRAGMA query_only = 1")
+        self.db = self.connect(spec)
+
+    def connect(self, spec: dict[str, Any]) -> Any:
+        """The database the outcomes are counted in, read-only (leekd's SQLite file)."""
+        db = sqlite3.connect(spec["db"], timeout=10)
+        db.execute("PRAGMA query_only = 1")
+        return db
 
     def push(self) -> bool:
         self.leek.push_task_to_queue(self.noop)

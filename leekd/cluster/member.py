@@ -55,9 +55,12 @@ class Host(Protocol):
 
 
 class Member(threading.Thread):
-    def __init__(self, name: str, address: str, lease: float, host: Host) -> None:
+    def __init__(
+        self, name: str, address: str, lease: float, host: Host, lasting: bool = True
+    ) -> None:
         super().__init__(name="leekd-heartbeat", daemon=True)
         self.node, self.address, self.lease, self.host = name, address, lease, host
+        self.lasting = lasting  # the name survives a restart (not made for one process)
         self.interval = lease / 3
         self.epoch = 0
         self.wake = threading.Event()

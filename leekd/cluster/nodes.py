@@ -14,12 +14,17 @@ from typing import Any
 from django.db import connection, transaction
 
 
+def ephemeral(port: int | str) -> bool:
+    """A port chosen afresh at each start (0): no name made from it lasts past a restart."""
+    return str(port) == "0"
+
+
 def default_name(port: int | str, pid: int) -> str:
     """This machine's host name and leekd's port: unique per leekd on a machine, and the same
     after a restart, so a node takes its own unfinished tasks back at once. An ephemeral port
-    (0) is neither: several such leekd would share one name (and each take the others' tasks
+    is neither: several such leekd would share one name (and each take the others' tasks
     for its own), so the process id stands in, and what a dead one left waits out its lease."""
-    if str(port) == "0":
+    if ephemeral(port):
         return f"{socket.gethostname()}:0-pid{pid}"
     return f"{socket.gethostname()}:{port}"
 
