@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 
 from .app import Leekd
+from .memory import large_buffers_off_heap
 
 log = logging.getLogger("leekd.server")
 
@@ -36,6 +37,7 @@ def run(app: Leekd, ready: Callable[[Leekd], None] | None = None) -> None:
 
     ``ready`` is called once leekd listens (``leekd start`` uses it to tell its parent).
     """
+    large_buffers_off_heap()  # this process is leekd's own: its allocator is ours to tune
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         loop = runner.get_loop()
         if threading.current_thread() is threading.main_thread():
