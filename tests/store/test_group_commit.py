@@ -118,3 +118,53 @@ def test_datetimes_are_written_as_django_writes_them(server):
         datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
     ):
         assert server.store._adapt(value) == ops.adapt_datetimefield_value(value)
+
+
+def test_rows_of_one_statement_keep_their_own_optional_columns(make_server, django_db):
+    """One push whose tasks differ in what they set: each row holds what its task sent, and
+    NULL where it sent nothing (the statement writes unset columns as literals)."""
+    import time
+
+    app = make_server(workers=2)
+    later = time.time() + 3600
+    records = [
+        make_record(tasks.add, (1, 2), None),
+        make_record(tasks.noop, (), None, delay=3600),
+        make_record(tasks.noop, (), None, unique_key="only-one", priority=5),
+        make_record(tasks.add, (3, 4), None, max_retries=7, timeout=9.5),
+    ]
+    with RawPeer(app.port, timeout=10) as peer:
+        conn = peer.handshake()
+        peer.send(conn.send(Push(tuple(records))))
+        conn.receive_data(peer.recv_frame())
+        answer = conn.next_event()
+    assert isinstance(answer, Pushed) and len(answer.ids) == 4
+    ids = list(answer.ids)
+    marks = ", ".join("?" * len(ids))
+    got = rows(
+        django_db,
+        "SELECT id, name, payload, key, run_at, unique_key, priority, max_retries, timeout, "
+        f"retry_of_id, attempts, deaths FROM leekd_queuedtask WHERE id IN ({marks}) ORDER BY id",
+        *ids,
+    )
+    assert [g[0] for g in got] == ids
+    for row, record in zip(got, records, strict=True):
+        _, name, payload, key, run_at, unique_key, priority, retries, timeout, retry_of = row[:10]
+        assert (name, bytes(payload), key) == (record.name, record.payload, record.key)
+        assert (unique_key or "", priority, retries, timeout) == (
+            record.unique_key,
+            record.priority,
+            record.max_retries,
+            record.timeout,
+        )
+        assert retry_of is None and row[10:] == (0, 0)
+        assert (run_at is not None) == bool(record.run_at)
+    with leek.Client(port=app.port, secret=SECRET) as c:
+        assert c.result(ids[0], timeout=10) == 3  # a result, in the same commit as
+        assert c.result(ids[2], timeout=10) is None  # no result,
+        assert c.result(ids[3], timeout=10) == 7  # and another
+        assert c.status(ids[1])["state"] == "scheduled"
+    (when,) = rows(django_db, "SELECT run_at FROM leekd_queuedtask WHERE id = ?", ids[1])[0]
+    from datetime import UTC, datetime
+
+    assert abs(datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp() - later) < 60
