@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure leek on PostgreSQL, a throwaway server the bench starts and removes "
         "(needs PostgreSQL's server binaries); its column follows leek's",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure leek as git commit REV has it (HEAD~1, main, a tag), beside this "
+        "checkout, alternating: a change benched before and after in one run; its column "
+        "follows leek's",
+    )
     p.add_argument("--scale", action="store_true", help="also run the scale section (leek)")
     p.add_argument(
         "--scale-tasks", type=positive_int, default=200_000, help="backlog size for --scale"
@@ -158,7 +165,12 @@ def run(args: argparse.Namespace) -> int:
 
         venv = peers_venv(args.workdir)
         versions = peer_versions(venv)
-    systems = [get("leek", None)] + ([get("leek-pg", None)] if args.postgres else [])
+    systems = [get("leek", None)]
+    if args.baseline:
+        from bench.peers.leek_baseline import LeekBaselineSystem
+
+        systems.append(LeekBaselineSystem(args.baseline, args.workdir))
+    systems += [get("leek-pg", None)] if args.postgres else []
     systems += [get(name, venv) for name in args.peers]
     rundir = args.workdir / "run" / time.strftime("%Y%m%d-%H%M%S")
     spec = {

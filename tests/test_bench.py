@@ -82,3 +82,33 @@ def test_bench_postgres_measures_leek_on_a_server_it_starts_and_stops(tmp_path):
     # and the server it started is gone with the run.
     left = subprocess.run(["pgrep", "-f", "leek-bench-pg-"], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout
+
+
+def test_bench_baseline_measures_another_commit_beside_this_checkout(tmp_path):
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode:
+        pytest.skip("not a git checkout: --baseline has no commits to export")
+    sha = head.stdout.strip()
+    out_json = tmp_path / "bench.json"
+    done = smoke(tmp_path, "--baseline", "HEAD", "--json", str(out_json))
+    header = next(ln for ln in done.stdout.splitlines() if f"leek {sha[:8]}" in ln)
+    assert header.index(f"leek {sha[:8]}") > header.index("leek ")
+    data = json.loads(out_json.read_text())
+    base = data["systems"]["leek-baseline"]
+    assert sha[:12] in base["label"]
+    assert base["median"]["e2e"] > 0 and base["median"]["cpu_e2e"] > 0
+    assert "leek-baseline" in data["ratios"]
+    # Its server and client ran that commit's packages, exported from git beside the run.
+    exported = tmp_path / "baseline" / sha
+    assert (exported / "path" / "leekd").resolve() == exported / "src" / "leekd"
+    assert (exported / "src" / "leekd" / "__init__.py").is_file()
+    unknown = subprocess.run(
+        [str(ROOT / "scripts" / "bench"), "--smoke", "--peers", "none", "--baseline", "no-such"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert unknown.returncode != 0 and "no such commit" in unknown.stderr

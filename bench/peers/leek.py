@@ -49,13 +49,15 @@ def start_leekd(
     log_level: str = "warning",
     log: Path | None = None,
     settings: str | None = None,
+    paths: tuple[Path, ...] = (),
 ) -> tuple[Any, int, Path]:
-    """Start leekd and wait until it listens; returns (process, port, log)."""
+    """Start leekd and wait until it listens; returns (process, port, log). ``paths`` go
+    first on its import path (another commit's packages, for ``--baseline``)."""
     port = procs.free_port()
     log = log or workdir / "leekd.log"
     proc = procs.spawn(
         leekd_cmd(port, db, workers, log_level, settings),
-        env=base_env(LEEK_SECRET=SECRET),
+        env=base_env(*paths, LEEK_SECRET=SECRET),
         cwd=workdir,
         log=log,
     )
