@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         "checkout, alternating: a change benched before and after in one run; its column "
         "follows leek's",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of timing, count the machine instructions per task of the hot path's "
+        "code under valgrind (client, push, outcome; --tasks of them), for this checkout and "
+        "--baseline: exact where timings are noise",
+    )
     p.add_argument("--scale", action="store_true", help="also run the scale section (leek)")
     p.add_argument(
         "--scale-tasks", type=positive_int, default=200_000, help="backlog size for --scale"
@@ -156,7 +163,31 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_instructions(args: argparse.Namespace) -> int:
+    from bench.instructions import BATCH, measure
+
+    n = max(BATCH, args.tasks // BATCH * BATCH)
+    columns: list[tuple[str, tuple[Path, ...]]] = [("leek", ())]
+    if args.baseline:
+        from bench.peers.leek_baseline import LeekBaselineSystem
+
+        base = LeekBaselineSystem(args.baseline, args.workdir)
+        columns.append((base.column, (base.path,)))
+    counts = {}
+    for name, paths in columns:
+        note(f"instructions: {name}, {n:,} tasks under valgrind")
+        counts[name] = measure(paths, n)
+    print(report.instructions_table(counts, n))
+    if args.json:
+        data = {"bench": 1, "leek": git_commit(), "instructions": counts, "tasks": n}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.instructions:
+        return run_instructions(args)
     venv = None
     versions: dict[str, str] = {}
     if args.peers:

@@ -213,3 +213,29 @@ def scale_table(figures: dict[str, Any]) -> str:
         value = figures.get(key)
         rows.append([name, "—" if value is None else fmt.format(value)])
     return table(rows)
+
+
+INSTRUCTION_PARTS = [
+    ("client", "client: make_record and the push frame's encoding"),
+    ("push", "server: decoding the frame, inserting the rows"),
+    ("outcome", "server: writing the outcome rows"),
+    ("total", "all of the above"),
+]
+
+
+def instructions_table(counts: dict[str, dict[str, float]], n: int) -> str:
+    """Instructions per task for each leek measured; the first column over each other one."""
+    names = list(counts)
+    head = [f"instructions per task (valgrind, {n:,} tasks)"]
+    for k, name in enumerate(names):
+        head += [name] if k == 0 else [name, "leek/"]
+    rows = [head]
+    first = counts[names[0]]
+    for key, label in INSTRUCTION_PARTS:
+        row = [label, f"{first[key]:,.0f}"]
+        for name in names[1:]:
+            other = counts[name][key]
+            r = ratio(first[key], other)
+            row += [f"{other:,.0f}", "—" if r is None else f"{r:.3f}×"]
+        rows.append(row)
+    return table(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -112,3 +113,44 @@ def test_bench_baseline_measures_another_commit_beside_this_checkout(tmp_path):
         cwd=ROOT,
     )
     assert unknown.returncode != 0 and "no such commit" in unknown.stderr
+
+
+def test_bench_instructions_counts_each_part_for_this_checkout_and_a_baseline(tmp_path):
+    if shutil.which("valgrind") is None:
+        if os.environ.get("CI"):
+            pytest.fail("valgrind is missing under CI (.ci/run installs it)")
+        pytest.skip("valgrind is not installed")
+    if subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True
+    ).returncode:
+        pytest.skip("not a git checkout: --baseline has no commits to export")
+    out_json = tmp_path / "ir.json"
+    done = subprocess.run(
+        [
+            str(ROOT / "scripts" / "bench"),
+            "--instructions",
+            "--baseline",
+            "HEAD",
+            "--tasks",
+            "1000",
+            "--workdir",
+            str(tmp_path),
+            "--json",
+            str(out_json),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "BENCH_PYTHON": sys.executable},  # this run's Python and Django
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads(out_json.read_text())["instructions"]
+    ours, base = counts["leek"], counts[next(k for k in counts if k != "leek")]
+    for part in ("client", "push", "outcome"):
+        assert ours[part] > 1000, (part, ours)  # each part does real work
+        # The same code on both sides counts within a few per cent: the count is exact
+        # enough to see a change that timings on a shared machine cannot.
+        assert abs(ours[part] / base[part] - 1) < 0.05, (part, ours, base)
+    assert ours["total"] == pytest.approx(ours["client"] + ours["push"] + ours["outcome"])
+    assert "server: writing the outcome rows" in done.stdout
