@@ -319,18 +319,34 @@ def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]
 
 def _compact(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[str, list[Any]]:
     """SQLite rows → one row's VALUES text and the flat parameters: a column that is None
-    in every row is written ``NULL``, and short blobs are bound as ``bytearray``. The
-    first column, the task id, is never None."""
-    keep = [i for i in range(width) if any(row[i] is not None for row in rows)]
-    if len(keep) == width:
-        params = [_blob(x) if type(x) is bytes else x for row in rows for x in row]
-        return "?", params
+    in every row is written ``NULL``, and short blobs are bound as ``bytearray``.
+
+    Only the columns the first row has None or bytes in are looked at: outcome rows are
+    typed, so the others hold neither (and a column that does is merely bound as it is).
+    """
+    first = rows[0]
+    loose = [i for i in range(width) if first[i] is None or type(first[i]) is bytes]
+    if not loose:
+        return "?", [x for row in rows for x in row]
+    null = [i for i in loose if all(row[i] is None for row in rows)]
+    blobs = [i for i in loose if i not in null]
+    if blobs:
+        rows = [_blobs_of(row, blobs) for row in rows]
+    if not null:
+        return "?", [x for row in rows for x in row]
+    keep = [i for i in range(width) if i not in null]
     text = ", ".join("?" if i in keep else "NULL" for i in range(width))
-    get = operator.itemgetter(*keep)
+    get = operator.itemgetter(*keep)  # the task id, column 0, is always kept
     if len(keep) == 1:
-        return text, [_blob(get(row)) for row in rows]
-    params = [_blob(x) if type(x) is bytes else x for row in rows for x in get(row)]
-    return text, params
+        return text, [get(row) for row in rows]
+    return text, [x for row in rows for x in get(row)]
+
+
+def _blobs_of(row: tuple[Any, ...], columns: list[int]) -> tuple[Any, ...]:
+    out = list(row)
+    for i in columns:
+        out[i] = _blob(out[i])
+    return tuple(out)
 
 
 # Python's sqlite3 binds int, float, str and bytearray directly, and sends any other value
