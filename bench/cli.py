@@ -163,15 +163,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def baseline(args: argparse.Namespace) -> Any:
+    """The ``--baseline`` commit's leek, exported and checked, or None."""
+    if not args.baseline:
+        return None
+    from bench.peers.leek_baseline import LeekBaselineSystem
+
+    return LeekBaselineSystem(args.baseline, args.workdir)
+
+
 def run_instructions(args: argparse.Namespace) -> int:
     from bench.instructions import BATCH, measure
 
     n = max(BATCH, args.tasks // BATCH * BATCH)
     columns: list[tuple[str, tuple[Path, ...]]] = [("leek", ())]
-    if args.baseline:
-        from bench.peers.leek_baseline import LeekBaselineSystem
-
-        base = LeekBaselineSystem(args.baseline, args.workdir)
+    base = baseline(args)
+    if base is not None:
         columns.append((base.column, (base.path,)))
     counts = {}
     for name, paths in columns:
@@ -197,10 +204,8 @@ def run(args: argparse.Namespace) -> int:
         venv = peers_venv(args.workdir)
         versions = peer_versions(venv)
     systems = [get("leek", None)]
-    if args.baseline:
-        from bench.peers.leek_baseline import LeekBaselineSystem
-
-        systems.append(LeekBaselineSystem(args.baseline, args.workdir))
+    base = baseline(args)
+    systems += [base] if base is not None else []
     systems += [get("leek-pg", None)] if args.postgres else []
     systems += [get(name, venv) for name in args.peers]
     rundir = args.workdir / "run" / time.strftime("%Y%m%d-%H%M%S")

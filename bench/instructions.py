@@ -142,8 +142,6 @@ def measure(paths: tuple[Path, ...], n: int) -> dict[str, float]:
             db = Path(tmp) / f"{stage}.sqlite3"
             shutil.copyfile(template, db)
             totals[stage] = count(stage, n, db, env)
-            for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-                leftover.unlink(missing_ok=True)
     parts = {}
     for before, stage in zip(STAGES, STAGES[1:], strict=False):
         parts[stage] = (totals[stage] - totals[before]) / n

@@ -85,25 +85,34 @@ def test_bench_postgres_measures_leek_on_a_server_it_starts_and_stops(tmp_path):
     assert left.stdout.strip() == "", left.stdout
 
 
-def test_bench_baseline_measures_another_commit_beside_this_checkout(tmp_path):
+def head_commit() -> str:
+    """This checkout's commit; skipped outside a git checkout, which CI never is."""
     head = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
     )
     if head.returncode:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run from a git checkout: {head.stderr.strip()}")
         pytest.skip("not a git checkout: --baseline has no commits to export")
-    sha = head.stdout.strip()
+    return head.stdout.strip()
+
+
+def test_bench_baseline_measures_another_commit_beside_this_checkout(tmp_path):
+    sha = head_commit()
     out_json = tmp_path / "bench.json"
     done = smoke(tmp_path, "--baseline", "HEAD", "--json", str(out_json))
     header = next(ln for ln in done.stdout.splitlines() if f"leek {sha[:8]}" in ln)
     assert header.index(f"leek {sha[:8]}") > header.index("leek ")
     data = json.loads(out_json.read_text())
     base = data["systems"]["leek-baseline"]
+    exported = tmp_path / "baseline" / sha
+    # Its server and client import that commit's packages, exported from git beside the
+    # run (the label says where they came from, as processes started as theirs are find them).
     assert sha[:12] in base["label"]
+    assert f"its leekd and leek from {(exported / 'src').resolve()}" in base["label"]
     assert base["median"]["e2e"] > 0 and base["median"]["cpu_e2e"] > 0
     assert "leek-baseline" in data["ratios"]
-    # Its server and client ran that commit's packages, exported from git beside the run.
-    exported = tmp_path / "baseline" / sha
-    assert (exported / "path" / "leekd").resolve() == exported / "src" / "leekd"
+    assert (exported / "path" / "leekd").resolve() == (exported / "src" / "leekd").resolve()
     assert (exported / "src" / "leekd" / "__init__.py").is_file()
     unknown = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--smoke", "--peers", "none", "--baseline", "no-such"],
@@ -120,10 +129,7 @@ def test_bench_instructions_counts_each_part_for_this_checkout_and_a_baseline(tm
         if os.environ.get("CI"):
             pytest.fail("valgrind is missing under CI (.ci/run installs it)")
         pytest.skip("valgrind is not installed")
-    if subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True
-    ).returncode:
-        pytest.skip("not a git checkout: --baseline has no commits to export")
+    head_commit()
     out_json = tmp_path / "ir.json"
     done = subprocess.run(
         [

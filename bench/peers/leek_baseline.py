@@ -61,15 +61,39 @@ def export(sha: str, base: Path) -> Path:
     return path
 
 
+def imported_from(path: Path, module: str, cwd: Path) -> Path:
+    """Where ``module`` comes from with ``path`` first on the import path, run in ``cwd``."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}; print({module}.__file__)"],
+        env=base_env(path),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode:
+        raise procs.BenchError(f"the baseline's {module} does not import:\n{done.stderr[-2000:]}")
+    return Path(done.stdout.strip()).resolve().parent
+
+
 class LeekBaselineSystem(LeekSystem):
     def __init__(self, rev: str, base: Path) -> None:
         sha = resolve(rev)
         self.path = export(sha, base)
+        # As its processes will import them: the server in a run directory, the client in
+        # this checkout (whose own leekd/ must not win there).
+        src = (self.path.parent / "src").resolve()
+        server = imported_from(self.path, "leekd", self.path.parent)
+        client = imported_from(self.path, "leek", ROOT)
+        if server != src / "leekd" or client != src / "client":
+            raise procs.BenchError(
+                f"the baseline would run leekd from {server} and leek from {client}, not from {src}"
+            )
         self.name = "leek-baseline"
         self.column = f"leek {sha[:8]}"
         self.label = (
-            f"leek at {rev} (commit {sha[:12]}), leekd with 4 workers, embedded SQLite (WAL), "
-            "run from the project's venv"
+            f"leek at {rev} (commit {sha[:12]}, its leekd and leek from {src}), leekd with 4 "
+            "workers, embedded SQLite (WAL), run from the project's venv"
         )
 
     def start(self, workdir: Path, workers: int = 4) -> Server:
