@@ -34,13 +34,14 @@ from datetime import UTC
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.utils import timezone
 
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
 from .batch import write_batch
 from .collect import _OUTCOMES, Collecting, _PushOp
-from .rows import INSERT_CHUNK, Fence, split_ids
+from .rows import INSERT_CHUNK, Fence, insert_one, split_ids
 from .sqlite import WAL_LIMIT, Checkpointer
 from .transaction import Transactions
 
@@ -240,7 +241,10 @@ class Store(Transactions, Collecting):
                 if self._waits:
                     raw.execute("PRAGMA busy_timeout=0")
                     self._waits = False
-                ids, fresh = self._commit(ops, outcomes, raw)
+                if len(ops) == 1 and self._plain(ops[0]):
+                    ids, fresh = self._commit_one(ops, raw)
+                else:
+                    ids, fresh = self._commit(ops, outcomes, raw)
             except (DatabaseError, sqlite3.Error):
                 self._outcomes.extendleft(reversed(outcomes))
                 self._hand_over(ops)  # locked, say: the writer waits and reports
@@ -249,6 +253,24 @@ class Store(Transactions, Collecting):
         finally:
             self._lock.release()
         self._settle(ops, ids, answer, True, fresh)
+
+    def _plain(self, op: _PushOp) -> bool:
+        """One record that a lone ``INSERT`` records as a group commit would."""
+        if len(op.records) != 1 or op.retry_of or self.fence is not None:
+            return False
+        r = op.records[0]
+        return bool(r.key) and not r.run_at and not r.unique_key
+
+    def _commit_one(self, ops: list[_PushOp], raw: Any) -> Ids:
+        """A turn's one plain push (the common case with one client), on the loop's raw
+        connection; a key sent before fails the insert and goes the general way, deduped."""
+        try:
+            task_id = insert_one(raw, ops[0].records[0], self._adapt(timezone.now()))
+        except sqlite3.IntegrityError:
+            return self._commit(ops, [], raw)
+        self.commits += 1
+        self.written += 1
+        return [[task_id]], None
 
     def _hand_over(self, ops: list[_PushOp]) -> None:
         """Give the writer what the fast path could not commit: these pushes, or the outcomes."""

@@ -103,6 +103,18 @@ def _task_row(ph: str, retry: bool, run_at: bool, key: bool, unique: bool, owned
     return f"{row}, {ph}, {ph}" if owned else row
 
 
+def insert_one(raw: Any, r: TaskRecord, when: Any) -> int:
+    """A lone plain record (a key, no delay, no unique key, no owner) on SQLite's fast path:
+    one autocommitted ``INSERT`` on the raw connection. ``insert_tasks`` with the cursor,
+    chunks and transaction of a group commit around it costs as much again as the insert's
+    own instructions (``scripts/bench --instructions``)."""
+    return raw.execute(
+        _INSERT_ONE,
+        (r.queue, r.name, r.preview, _blob(r.payload), when, r.max_retries, r.timeout,
+         r.priority, r.key),
+    ).lastrowid  # fmt: skip
+
+
 def insert_all(
     cur: Any,
     ph: str,
@@ -385,3 +397,6 @@ def split_ids(flat: list[int], sizes: list[int]) -> list[list[int]]:
         ids.append(flat[k : k + n])
         k += n
     return ids
+
+
+_INSERT_ONE = f"{_INSERT_TASKS}({_task_row('?', False, False, True, False, False)})"
