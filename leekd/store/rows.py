@@ -104,10 +104,8 @@ def _task_row(ph: str, retry: bool, run_at: bool, key: bool, unique: bool, owned
 
 
 def insert_one(raw: Any, r: TaskRecord, when: Any) -> int:
-    """A lone plain record (a key, no delay, no unique key, no owner) on SQLite's fast path:
-    one autocommitted ``INSERT`` on the raw connection. ``insert_tasks`` with the cursor,
-    chunks and transaction of a group commit around it costs as much again as the insert's
-    own instructions (``scripts/bench --instructions``)."""
+    """A lone plain record (a key; no delay, unique key or owner) on SQLite's fast path: one
+    autocommitted ``INSERT``, without the cursor, chunks and transaction of a group commit."""
     return raw.execute(
         _INSERT_ONE,
         (r.queue, r.name, r.preview, _blob(r.payload), when, r.max_retries, r.timeout,
