@@ -43,6 +43,8 @@ def callable_name(fn: Any) -> str:
 
 def preview(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """A short, human-readable rendering of the arguments for the admin and logs."""
+    if not args and not kwargs:
+        return ""  # a task without arguments: no reprlib calls at all
     try:
         parts = [_repr.repr(a) for a in args] + [f"{k}={_repr.repr(v)}" for k, v in kwargs.items()]
         text = ", ".join(parts)
