@@ -101,6 +101,8 @@ def figures(clients: list[int]) -> list[Figure]:
 SCALE_FIGURES = [
     ("tasks", "backlog (tasks waiting behind one busy worker)", "{:,.0f}"),
     ("push_rate", "push_many into the backlog (tasks/s)", "{:,.0f}"),
+    ("push_client_us", "  the client's CPU per task, records made and sent (µs)", "{:.1f}"),
+    ("push_server_us", "  leekd's CPU per task, frames read and rows inserted (µs)", "{:.1f}"),
     ("rss_before", "leekd RSS before the backlog (MiB)", "{:.1f}"),
     ("rss_after", "leekd RSS with the backlog (MiB)", "{:.1f}"),
     ("bytes_per_task", "memory per waiting task (bytes)  target ≤ 1,536", "{:,.0f}"),

@@ -62,13 +62,17 @@ def run_scale(workdir: Path, tasks: int, batch: int, timeout: float) -> dict[str
             procs.wait_until(lambda: client.ping()["busy"] == 1, 30, "the blocking task to start")
             time.sleep(SETTLE)
             out["rss_before"] = procs.rss_mib(proc.pid)
+            # The push alone, with no task run or recorded meanwhile: what each side costs.
+            server = procs.descendants(proc.pid)
             with Progress(f"scale: push_many ×{batch}", tasks) as bar:
-                t1 = time.perf_counter()
+                t1, mine, theirs = time.perf_counter(), time.thread_time(), procs.cpu_seconds(server)
                 for i in range(0, tasks, batch):
                     k = min(batch, tasks - i)
                     client.push_many([noop] * k)
                     bar.update(i + k)
                 out["push_rate"] = tasks / (time.perf_counter() - t1)
+                out["push_client_us"] = (time.thread_time() - mine) / tasks * 1e6
+                out["push_server_us"] = (procs.cpu_seconds(server) - theirs) / tasks * 1e6
             procs.wait_until(lambda: client.waiting() >= tasks, timeout, "the backlog to queue")
         finally:
             client.close()
