@@ -65,7 +65,11 @@ def run_scale(workdir: Path, tasks: int, batch: int, timeout: float) -> dict[str
             # The push alone, with no task run or recorded meanwhile: what each side costs.
             server = procs.descendants(proc.pid)
             with Progress(f"scale: push_many ×{batch}", tasks) as bar:
-                t1, mine, theirs = time.perf_counter(), time.thread_time(), procs.cpu_seconds(server)
+                t1, mine, theirs = (
+                    time.perf_counter(),
+                    time.thread_time(),
+                    procs.cpu_seconds(server),
+                )
                 for i in range(0, tasks, batch):
                     k = min(batch, tasks - i)
                     client.push_many([noop] * k)
