@@ -240,7 +240,7 @@ def _reset_after_fork() -> None:
     link.forked()
     _default_lock = threading.Lock()
     if _default is not None:
-        _default._sock, _default._conn = None, None
+        _default._sock, _default._wire, _default._conn = None, None, None
         _default._forks = link.forks()
         _default._lock = threading.RLock()
 

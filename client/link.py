@@ -42,14 +42,14 @@ from .protocol import (
     ServerHello,
     Welcome,
 )
-from .transport import client_tls_context, open_socket, stale
+from .transport import Wire, client_tls_context, open_socket, stale
 from .version import __version__
 
-_RECV = 65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
 _FRAME_ADVICE = (
     "pass large data by reference (a file path, a database id) rather than in the "
     "arguments, or raise LEEK['max_frame'] on leekd and its clients alike"
 )
+STALE_AFTER = 1.0  # a connection idle longer is checked for a close before it is used
 _forks = 0  # forks between the first process and this one: a socket from before is a parent's
 
 
@@ -123,7 +123,9 @@ class Link:
         self._waiters = threading.local()  # per thread, a client for waits (Client.waiter)
         self._waiter_clients: list[Any] = []
         self._sock: socket.socket | None = None
+        self._wire: Wire | None = None  # self._sock, read and written against the deadline
         self._conn: Connection | None = None
+        self._used = 0.0  # when the last exchange on self._sock ended (monotonic)
         self._forks = _forks  # which process made the socket, without a getpid() per call
         self.server_info: dict[str, Any] = {}
 
@@ -151,7 +153,7 @@ class Link:
                 self._sock.close()
             except OSError:
                 pass
-        self._sock = None
+        self._sock = self._wire = None
         self._conn = None
         self._forks = _forks
 
@@ -173,16 +175,22 @@ class Link:
 
     def _roundtrip_here(self, events: list[Any]) -> list[Any]:
         if self._forks != _forks:
-            self._sock, self._conn = None, None  # the parent's socket: leave it alone
+            self._sock, self._wire, self._conn = None, None, None  # the parent's: leave it alone
             self._forks = _forks
-        if self._sock is not None and stale(self._sock):
+        if (
+            self._sock is not None
+            and time.monotonic() - self._used > STALE_AFTER
+            and stale(self._sock)
+        ):
             self._drop()
         fresh = self._sock is None
         while True:
             if self._sock is None:
                 self._open()
             try:
-                return self._exchange(events)
+                replies = self._exchange(events)
+                self._used = time.monotonic()
+                return replies
             except LeekTimeout:
                 self._drop()  # an answer may still come on it: never read as another's
                 raise
@@ -197,11 +205,8 @@ class Link:
             # record at most once.
             fresh = True
 
-    def _left(self) -> float:
-        return max(self._deadline - time.monotonic(), 1e-3)
-
     def _exchange(self, events: list[Any]) -> list[Any]:
-        assert self._sock is not None and self._conn is not None
+        assert self._wire is not None and self._conn is not None
         try:
             data = (
                 self._conn.send(events[0])
@@ -212,8 +217,7 @@ class Link:
             self._drop()  # frames may have been numbered but not sent
             raise LeekError(f"cannot send this request: {exc}; {_FRAME_ADVICE}") from None
         try:
-            self._sock.settimeout(self._left())
-            self._sock.sendall(data)
+            self._wire.sendall(data, self._deadline)
         except TimeoutError:
             raise LeekTimeout(
                 f"leekd at {self.address} did not take our request within {self.timeout:g}s"
@@ -232,7 +236,7 @@ class Link:
         return replies
 
     def _read_event(self) -> Any:
-        assert self._sock is not None and self._conn is not None
+        assert self._wire is not None and self._conn is not None
         while True:
             try:
                 event = self._conn.next_event()
@@ -249,9 +253,7 @@ class Link:
                 ) from None
             if event is NEED_DATA:
                 try:
-                    if self._deadline:
-                        self._sock.settimeout(self._left())
-                    data = self._sock.recv(_RECV)
+                    data = self._wire.recv(self._deadline or time.monotonic() + self.timeout)
                 except TimeoutError:
                     raise LeekTimeout(
                         f"leekd at {self.address} did not answer within {self.timeout:g}s"
@@ -274,8 +276,8 @@ class Link:
             connect_timeout=self.connect_timeout,
             where=self.address,
         )
-        sock.settimeout(self.timeout)
-        self._sock, self._conn = sock, Connection(Role.CLIENT, secret.key, self.max_frame)
+        self._sock, self._wire = sock, Wire(sock)
+        self._conn = Connection(Role.CLIENT, secret.key, self.max_frame)
         self._forks = _forks
         try:
             hello = self._read_event()
@@ -283,7 +285,7 @@ class Link:
                 raise_error(hello, self.address)  # refused before the greeting
             if not isinstance(hello, ServerHello):
                 raise LeekProtocolError("leekd did not greet us")
-            sock.sendall(self._conn.hello(client_info()))
+            self._wire.sendall(self._conn.hello(client_info()), self._deadline)
             welcome = self._read_event()
             if isinstance(welcome, Error):
                 raise_error(welcome, self.address)

@@ -9,8 +9,17 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
+import sys
+import time
 
 from .errors import LeekConfigError, LeekConnectionError
+
+RECV_SIZE = (
+    65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
+)
+_TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux: seconds and microseconds, both long
+_SLACK = 0.05  # the receive timeout is set again when the time left moves by more than this
 
 
 def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -82,3 +91,61 @@ def stale(sock: socket.socket) -> bool:
         return True
     # Readable while idle: either end of stream, or bytes nobody asked for. Both: reconnect.
     return bool(readable)
+
+
+class Wire:
+    """A connected socket, read and written against a deadline (``time.monotonic()``).
+
+    A plain socket on Linux stays in blocking mode: a send that fits in its buffer goes out
+    with ``MSG_DONTWAIT``, and a receive waits under the kernel's own timeout
+    (``SO_RCVTIMEO``, set again only when the time left has moved), so that a round trip is
+    one ``send`` and one ``recv``. Python's socket timeout would make it five more system
+    calls (an ``ioctl`` per ``settimeout``, a ``poll`` before each send and receive). TLS
+    sockets, and other systems, keep Python's timeouts. Raises ``TimeoutError`` at the
+    deadline.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.kernel_timeouts = sys.platform == "linux" and not isinstance(sock, ssl.SSLSocket)
+        self.armed = -1.0  # seconds the kernel's receive timeout is set to; -1: none set
+        if self.kernel_timeouts:
+            sock.settimeout(None)
+
+    def _arm(self, left: float) -> None:
+        if not left - _SLACK <= self.armed <= left:
+            seconds = int(left)
+            timeval = _TIMEVAL.pack(seconds, max(int((left - seconds) * 1e6), 0 if seconds else 1))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self.armed = left
+
+    def sendall(self, data: bytes | memoryview, deadline: float) -> None:
+        if self.kernel_timeouts:
+            try:  # what fits in the socket's buffer, the usual case: one send, no waiting
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        # The rest under Python's timeout, which holds for the whole sendall: a send with
+        # the kernel's timeout may go on while its peer keeps reading a little at a time.
+        self.sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+        try:
+            self.sock.sendall(data)
+        finally:
+            if self.kernel_timeouts:
+                self.sock.settimeout(None)
+
+    def recv(self, deadline: float) -> bytes:
+        while True:
+            left = max(deadline - time.monotonic(), 1e-3)
+            if not self.kernel_timeouts:
+                self.sock.settimeout(left)
+                return self.sock.recv(RECV_SIZE)
+            self._arm(left)
+            try:
+                return self.sock.recv(RECV_SIZE)
+            except BlockingIOError:  # the kernel's receive timeout, perhaps set for less
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("receive timed out") from None
