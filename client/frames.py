@@ -40,7 +40,8 @@ from .events import (
 )
 
 LENGTH = struct.Struct("!I")
-_SEQ = struct.Struct("!Q")
+FRAME_HEAD = struct.Struct("!IB")  # a frame's length and type
+_TAG_HEAD = struct.Struct("!cQB")  # what a tag covers before the payload: direction, seq, type
 # queue, name, preview lengths; max_retries; timeout; payload length; priority; run_at;
 # key and unique key lengths
 _TASK_HEAD = struct.Struct("!HHHHdIbdBH")
@@ -157,7 +158,8 @@ def encode_payload(event: Event) -> tuple[FrameType, bytes]:
     if isinstance(event, Push):
         return FrameType.PUSH, encode_tasks(event.tasks)
     if isinstance(event, Pushed):
-        return FrameType.PUSHED, b"".join(_ID.pack(i) for i in event.ids)
+        ids = event.ids
+        return FrameType.PUSHED, _ID.pack(*ids) if len(ids) == 1 else _ids(len(ids)).pack(*ids)
     if isinstance(event, Request):
         if event.op not in REQUEST_OPS:
             raise LocalProtocolError(f"unknown request {event.op!r}")
@@ -181,7 +183,7 @@ def decode_payload(ftype: int, payload: bytes) -> Event:
     if ftype == FrameType.PUSHED:
         if len(payload) % _ID.size:
             raise ProtocolError("pushed: bad length")
-        return Pushed(tuple(i for (i,) in _ID.iter_unpack(payload)))
+        return Pushed(_ID.unpack(payload) if len(payload) == _ID.size else _ids_of(payload))
     if ftype == FrameType.REQUEST:
         obj = load_json(payload, "request")
         if not isinstance(obj, dict) or obj.get("op") not in REQUEST_OPS:
@@ -207,6 +209,14 @@ def decode_payload(ftype: int, payload: bytes) -> Event:
     raise ProtocolError(f"unexpected frame type {ftype}")
 
 
+def _ids(count: int) -> struct.Struct:
+    return struct.Struct(f"!{count}Q")  # struct caches compiled formats by their text
+
+
+def _ids_of(payload: bytes) -> tuple[int, ...]:
+    return tuple(i for (i,) in _ID.iter_unpack(payload))
+
+
 # -------------------------------------------------------------------- tag
 
 
@@ -229,7 +239,7 @@ def frame_tag(key: bytes, direction: bytes, seq: int, ftype: int, payload: bytes
     """HMAC-SHA256(key, direction | seq | type | payload)."""
     inner, outer = _pads(key)
     h = inner.copy()
-    h.update(direction + _SEQ.pack(seq) + bytes((ftype,)))
+    h.update(_TAG_HEAD.pack(direction, seq, ftype))
     h.update(payload)
     o = outer.copy()
     o.update(h.digest())

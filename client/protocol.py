@@ -61,7 +61,7 @@ from .events import (
     TaskRecord,
     Welcome,
 )
-from .frames import LENGTH, decode_payload, encode_payload, frame_tag, load_json
+from .frames import FRAME_HEAD, LENGTH, decode_payload, encode_payload, frame_tag, load_json
 
 # The events, records and errors are defined in ``events``; they are importable from here
 # too, so that code speaking the protocol needs one import.
@@ -94,6 +94,8 @@ __all__ = [
     "TaskRecord",
     "Welcome",
 ]
+
+_AFTER_HANDSHAKE = frozenset({Push, Pushed, Request, Reply, Error})  # framed as they come
 
 
 class Connection:
@@ -140,6 +142,9 @@ class Connection:
         return data
 
     def send(self, event: Event) -> bytes:
+        if self.state is State.READY and type(event) in _AFTER_HANDSHAKE:
+            assert self._key is not None  # READY: the handshake made the key
+            return self._frame(event, self._key)
         if self.state is State.CLOSED and not isinstance(event, Error):
             # An error may still go out: it tells the peer why we are hanging up.
             raise LocalProtocolError("connection is closed")
@@ -164,7 +169,7 @@ class Connection:
             )
         tag = frame_tag(key, self._send_dir, self._send_seq, ftype, payload)
         self._send_seq += 1
-        return LENGTH.pack(length) + bytes([ftype]) + payload + tag
+        return FRAME_HEAD.pack(length, ftype) + payload + tag
 
     def _hello_key(self) -> bytes:
         return hmac.digest(self._secret, b"leek-hello" + self._server_nonce, hashlib.sha256)
