@@ -81,6 +81,7 @@ def run_crowd(
         f"p50_c{clients}": percentile(lat, 50) / 1000,
         f"p99_c{clients}": percentile(lat, 99) / 1000,
         f"cpu_e2e_c{clients}": (cpu_end - cpu0) / pushed * 1e6,
+        f"client_cpu_c{clients}": sum(r["own_cpu"] for r in results) / len(lat) * 1e6,
     }
     if spec.get("server_enqueues", True):
         out[f"cpu_enqueue_c{clients}"] = (last["cpu"] - cpu0) / pushed * 1e6
@@ -106,14 +107,16 @@ def push_share(driver: Any, spec: dict[str, Any]) -> dict[str, Any]:
     """One pusher's part after ``go``: its pushes, each timed in microseconds."""
     lat: list[int] = []
     errors = 0
+    own0 = time.thread_time()
     for _ in range(spec["client_tasks"]):
         t = time.perf_counter_ns()
         ok = driver.push()
         lat.append((time.perf_counter_ns() - t) // 1000)
         errors += not ok
-    done = clock()
+    done, own = clock(), time.thread_time() - own0
     return {
         "done": done,
+        "own_cpu": own,
         "cpu": procs.cpu_seconds(spec["pids"]),
         "pushed": len(lat) - errors,
         "errors": errors,

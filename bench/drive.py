@@ -118,12 +118,12 @@ def one_client(
     start = expected
     with Progress("sequential push", n) as bar:
         cpu0 = procs.cpu_seconds(pids)
-        t0 = clock()
+        t0, own0 = clock(), time.thread_time()
         for i in range(n):
             pushed(driver.push())
             if i % 256 == 0:
                 bar.update(i)
-        t1 = clock()
+        t1, own1 = clock(), time.thread_time()
         cpu1 = procs.cpu_seconds(pids)
         bar.finish(n)
     t2 = wait_recorded(driver, expected, timeout, "  … outcomes recorded", start)
@@ -133,6 +133,7 @@ def one_client(
     if server_enqueues:
         out["cpu_enqueue"] = cpu_per_task(cpu1 - cpu0, expected - start)
     out["cpu_e2e"] = cpu_per_task(cpu2 - cpu0, expected - start)
+    out["client_cpu"] = cpu_per_task(own1 - own0, n)  # the pushing thread's own CPU
 
     push_many = getattr(driver, "push_many", None)
     if push_many is not None:

@@ -1,7 +1,9 @@
 """Figures, medians, ratios and the text tables.
 
 Every rate has a server CPU figure beside it (``cpu_key``): microseconds of user + system
-CPU of the server's process tree over that rate's window, divided by its tasks.
+CPU of the server's process tree over that rate's window, divided by its tasks. The client's
+own CPU per push (its pushing thread's ``time.thread_time()``) is a row of its own: a site's
+web workers pay it, on the same cores as the server when they share a machine.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Figure:
             return f"{value:.3f}" if value < 1 else f"{value:.2f}"
         if self.unit == "MiB":
             return f"{value:.1f}"
+        if self.unit == "µs":
+            return f"{value:,.0f}"
         return f"{value:.3g}"
 
     def target_text(self) -> str:
@@ -62,6 +66,7 @@ ONE_CLIENT = [
     Figure("e2e_many", "end-to-end, push_many", "tasks/s", True, None, "cpu_e2e_many"),
     Figure("p50", "push latency p50", "ms", False, None, None, 1.0),
     Figure("p99", "push latency p99", "ms", False),
+    Figure("client_cpu", "client CPU per sequential push", "µs", False),
 ]
 MEMORY = [
     Figure("idle_rss", "idle RSS", "MiB", False, 40),
@@ -86,6 +91,7 @@ def many_clients(n: int) -> list[Figure]:
         Figure(f"e2e{c}", f"{n} clients: end-to-end", "tasks/s", True, None, f"cpu_e2e{c}", 10),
         Figure(f"p50{c}", f"{n} clients: push latency p50", "ms", False, 1.0),
         Figure(f"p99{c}", f"{n} clients: push latency p99", "ms", False, 5.0),
+        Figure(f"client_cpu{c}", f"{n} clients: client CPU per push", "µs", False),
     ]
 
 

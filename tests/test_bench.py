@@ -21,12 +21,14 @@ FIGURES = [
     "end-to-end, push_many (tasks/s)",
     "push latency p50 (ms)",
     "push latency p99 (ms)",
+    "client CPU per sequential push (µs)",
     "idle RSS (MiB)",
     "peak RSS (MiB)",
     "2 clients: enqueue, all at once (tasks/s)",
     "2 clients: end-to-end (tasks/s)",
     "2 clients: push latency p50 (ms)",
     "2 clients: push latency p99 (ms)",
+    "2 clients: client CPU per push (µs)",
     "memory per waiting task (bytes)",
     "start to ping with the backlog waiting (s)",
 ]
@@ -67,6 +69,8 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
     leek = data["systems"]["leek"]["median"]
     for key in ("cpu_enqueue", "cpu_e2e", "cpu_e2e_many", "cpu_enqueue_c2", "cpu_e2e_c2"):
         assert leek[key] >= 0, key
+    for key in ("client_cpu", "client_cpu_c2"):  # a push costs its client something
+        assert leek[key] > 0, key
     assert leek["tasks_c2"] == 300 and leek["clients_c2"] == 2
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
 
