@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import socket
 import sys
 
@@ -235,6 +236,23 @@ def test_client_reconnects_after_server_restart(make_server):
     assert app2.port == port
     # then the next request reconnects without an error.
     assert c.ping()["status"] == "ok"
+    c.close()
+
+
+def test_a_push_on_a_connection_just_closed_by_leekd_is_sent_again_once(make_server, django_db):
+    app = make_server(idle_timeout=0.2)
+    c = leek.Client(port=app.port, secret=SECRET)
+    first = c.push(tasks.noop)
+    # Given leekd closing the connection for being idle, a moment after its last push
+    # (too soon for the client to look before it sends again),
+    wait_for(lambda: select.select([c._sock], [], [], 0)[0], timeout=10, what="leekd's close")
+    # the next push goes on a new connection, and is recorded once.
+    second = c.push(tasks.noop)
+    assert second > first
+    wait_for(lambda: c.status(second)["state"] == "succeeded")
+    from leekd.models import QueuedTask
+
+    assert QueuedTask.objects.filter(id__gte=first).count() == 2
     c.close()
 
 
