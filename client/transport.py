@@ -15,9 +15,8 @@ import time
 
 from .errors import LeekConfigError, LeekConnectionError
 
-RECV_SIZE = (
-    65536  # below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv
-)
+# Below malloc's mmap threshold: a bigger buffer costs a page-faulting mmap per recv.
+RECV_SIZE = 65536
 _TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux: seconds and microseconds, both long
 _SLACK = 0.05  # the receive timeout is set again when the time left moves by more than this
 
@@ -99,8 +98,8 @@ class Wire:
     A plain socket on Linux stays in blocking mode: a send that fits in its buffer goes out
     with ``MSG_DONTWAIT``, and a receive waits under the kernel's own timeout
     (``SO_RCVTIMEO``, set again only when the time left has moved), so that a round trip is
-    one ``send`` and one ``recv``. Python's socket timeout would make it five more system
-    calls (an ``ioctl`` per ``settimeout``, a ``poll`` before each send and receive). TLS
+    one ``send`` and one ``recv``. Python's socket timeout would add four system calls (an
+    ``ioctl`` per ``settimeout``, a ``poll`` before the send and the receive). TLS
     sockets, and other systems, keep Python's timeouts. Raises ``TimeoutError`` at the
     deadline.
     """
