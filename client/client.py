@@ -96,10 +96,7 @@ class Client(Link):
             need = len(r.payload) + len(r.name) + len(r.preview) + 64
             if need > self.max_frame - 256:
                 raise LeekError(too_large(r.name, need, self.max_frame))
-        if len(records) == 1:
-            frames = [Push((records[0],))]
-        else:
-            frames = [Push(b) for b in batches(records, min(_FRAME_BUDGET, self.max_frame // 2))]
+        frames = [Push(b) for b in batches(records, min(_FRAME_BUDGET, self.max_frame // 2))]
         ids: list[int] = []
         try:
             replies = self._roundtrip(frames)

@@ -159,7 +159,9 @@ def encode_payload(event: Event) -> tuple[FrameType, bytes]:
         return FrameType.PUSH, encode_tasks(event.tasks)
     if isinstance(event, Pushed):
         ids = event.ids
-        return FrameType.PUSHED, _ID.pack(*ids) if len(ids) == 1 else _ids(len(ids)).pack(*ids)
+        if len(ids) == 1:  # the usual answer: the compiled struct, 3× cheaper than a format
+            return FrameType.PUSHED, _ID.pack(*ids)
+        return FrameType.PUSHED, struct.pack(f"!{len(ids)}Q", *ids)  # formats are cached
     if isinstance(event, Request):
         if event.op not in REQUEST_OPS:
             raise LocalProtocolError(f"unknown request {event.op!r}")
@@ -183,7 +185,9 @@ def decode_payload(ftype: int, payload: bytes) -> Event:
     if ftype == FrameType.PUSHED:
         if len(payload) % _ID.size:
             raise ProtocolError("pushed: bad length")
-        return Pushed(_ID.unpack(payload) if len(payload) == _ID.size else _ids_of(payload))
+        if len(payload) == _ID.size:
+            return Pushed(_ID.unpack(payload))
+        return Pushed(struct.unpack(f"!{len(payload) // _ID.size}Q", payload))
     if ftype == FrameType.REQUEST:
         obj = load_json(payload, "request")
         if not isinstance(obj, dict) or obj.get("op") not in REQUEST_OPS:
@@ -207,14 +211,6 @@ def decode_payload(ftype: int, payload: bytes) -> Event:
             raise ProtocolError("welcome: not an object")
         return Welcome(info)
     raise ProtocolError(f"unexpected frame type {ftype}")
-
-
-def _ids(count: int) -> struct.Struct:
-    return struct.Struct(f"!{count}Q")  # struct caches compiled formats by their text
-
-
-def _ids_of(payload: bytes) -> tuple[int, ...]:
-    return tuple(i for (i,) in _ID.iter_unpack(payload))
 
 
 # -------------------------------------------------------------------- tag

@@ -253,7 +253,7 @@ class Link:
                 ) from None
             if event is NEED_DATA:
                 try:
-                    data = self._wire.recv(self._deadline or time.monotonic() + self.timeout)
+                    data = self._wire.recv(self._deadline)  # set by _roundtrip, our only caller
                 except TimeoutError:
                     raise LeekTimeout(
                         f"leekd at {self.address} did not answer within {self.timeout:g}s"

@@ -245,6 +245,8 @@ class Task:
 
 def batches(records: list[TaskRecord], limit: int) -> list[tuple[TaskRecord, ...]]:
     """``records`` in frames of about ``limit`` bytes and at most MAX_TASKS_PER_PUSH each."""
+    if len(records) == 1:  # a lone push, the usual case: the one frame the loop would make
+        return [(records[0],)]
     out: list[tuple[TaskRecord, ...]] = []
     batch: list[TaskRecord] = []
     size = 0

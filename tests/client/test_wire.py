@@ -21,11 +21,10 @@ def pair():
 
 
 def test_a_plain_socket_on_linux_uses_the_kernels_timeouts(pair):
-    if sys.platform != "linux":
-        pytest.skip("the kernel's socket timeouts are used on Linux only")
     wire = Wire(pair[0])
-    assert wire.kernel_timeouts
-    assert pair[0].gettimeout() is None  # blocking: no poll before each send and recv
+    assert wire.kernel_timeouts is (sys.platform == "linux")
+    if wire.kernel_timeouts:
+        assert pair[0].gettimeout() is None  # blocking: no poll before each send and recv
 
 
 def test_a_receive_with_nothing_coming_ends_at_its_deadline(pair):
