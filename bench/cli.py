@@ -265,7 +265,10 @@ def run(args: argparse.Namespace) -> int:
                 f"  {n} clients: {n} processes, each with its own connection, push {each:,} "
                 "tasks each from one go;\n    enqueue ends when the last push is answered, "
                 "end-to-end when the last outcome\n    is recorded; latency over all their "
-                "pushes."
+                "pushes. The server's busiest thread is the one of its\n    process tree "
+                "that ran the most from go until the last outcome (leekd's event loop):\n    "
+                "the share of that time it was on a CPU, and the share it was ready to run "
+                "but\n    waiting for one (/proc/PID/task/TID/schedstat)."
             )
     if len(systems) > 1:
         print(

@@ -50,6 +50,8 @@ def run_crowd(
 
         note(f"  {clients} clients pushing {per_client:,} tasks each, all at once")
         cpu0 = procs.cpu_seconds(pids)
+        sampled = clock()
+        threads0 = procs.thread_schedules(pids)
         go = clock()
         for p in pushers:
             assert p.stdin is not None
@@ -71,6 +73,7 @@ def run_crowd(
     expected += pushed
     end = wait_recorded(driver, expected, timeout, "  … outcomes recorded", start)
     cpu_end = procs.cpu_seconds(pids)
+    busiest = procs.busiest_thread(threads0, procs.thread_schedules(pids), clock() - sampled)
     lat = [us for r in results for us in r["lat"]]
     out: dict[str, Any] = {
         "errors": sum(r["errors"] for r in results),
@@ -83,6 +86,8 @@ def run_crowd(
         f"cpu_e2e_c{clients}": (cpu_end - cpu0) / pushed * 1e6,
         f"client_cpu_c{clients}": sum(r["own_cpu"] for r in results) / len(lat) * 1e6,
     }
+    if busiest is not None:
+        out[f"thread_run_c{clients}"], out[f"thread_wait_c{clients}"] = busiest
     if spec.get("server_enqueues", True):
         out[f"cpu_enqueue_c{clients}"] = (last["cpu"] - cpu0) / pushed * 1e6
     return out, expected

@@ -139,6 +139,36 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / TICKS
 
 
+def thread_schedules(pids: list[int]) -> dict[int, tuple[int, int]]:
+    """Each thread's time on a CPU and time runnable but waiting for one, in nanoseconds
+    (``/proc/PID/task/TID/schedstat``); empty where the kernel keeps no such counts."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                run, wait, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            out[int(tid)] = (int(run), int(wait))
+    return out
+
+
+def busiest_thread(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], seconds: float
+) -> tuple[float, float] | None:
+    """Of the threads in both samples, the one that ran the most between them: the share of
+    the ``seconds`` it ran and the share it waited for a CPU, in per cent."""
+    spans = [(after[t][0] - before[t][0], after[t][1] - before[t][1]) for t in after if t in before]
+    if not spans or seconds <= 0:
+        return None
+    run, wait = max(spans)
+    return run / seconds / 1e7, wait / seconds / 1e7
+
+
 def _status_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -37,6 +37,8 @@ class Figure:
             return f"{value:.1f}"
         if self.unit == "µs":
             return f"{value:,.0f}"
+        if self.unit == "%":
+            return f"{value:.1f}"
         return f"{value:.3g}"
 
     def target_text(self) -> str:
@@ -92,6 +94,10 @@ def many_clients(n: int) -> list[Figure]:
         Figure(f"p50{c}", f"{n} clients: push latency p50", "ms", False, 1.0),
         Figure(f"p99{c}", f"{n} clients: push latency p99", "ms", False, 5.0),
         Figure(f"client_cpu{c}", f"{n} clients: client CPU per push", "µs", False),
+        Figure(f"thread_run{c}", f"{n} clients: server's busiest thread on a CPU", "%", True),
+        Figure(
+            f"thread_wait{c}", f"{n} clients: server's busiest thread waiting for one", "%", False
+        ),
     ]
 
 

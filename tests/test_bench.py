@@ -29,6 +29,8 @@ FIGURES = [
     "2 clients: push latency p50 (ms)",
     "2 clients: push latency p99 (ms)",
     "2 clients: client CPU per push (µs)",
+    "2 clients: server's busiest thread on a CPU (%)",
+    "2 clients: server's busiest thread waiting for one (%)",
     "memory per waiting task (bytes)",
     "start to ping with the backlog waiting (s)",
 ]
@@ -72,6 +74,10 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
     for key in ("client_cpu", "client_cpu_c2"):  # a push costs its client something
         assert leek[key] > 0, key
     assert leek["tasks_c2"] == 300 and leek["clients_c2"] == 2
+    # leekd's loop ran through the phase, and a thread cannot wait for a CPU longer than it
+    # exists: both shares of the window are real percentages.
+    assert 0 < leek["thread_run_c2"] <= 100, leek
+    assert 0 <= leek["thread_wait_c2"] <= 100, leek
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
 
 
