@@ -142,3 +142,9 @@ def fail_stamped(directory, name, failures):
 
 def size_of(data):
     return len(data)
+
+
+def scheduling_policy():
+    """The policy of the thread running this task (None where the system has none)."""
+    getter = getattr(os, "sched_getscheduler", None)
+    return None if getter is None else getter(0)
