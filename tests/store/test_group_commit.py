@@ -209,3 +209,33 @@ def test_a_lone_push_is_recorded_as_a_row_of_a_group_commit_is(make_server, djan
     assert count == 1
     with leek.Client(port=app.port, secret=SECRET) as c:
         assert c.result(lone_id, timeout=10) == 11
+
+
+def test_each_row_of_a_many_row_insert_gets_the_id_its_push_is_answered_with(
+    make_server, django_db
+):
+    """A push of many records becomes INSERTs of up to INSERT_CHUNK rows, whose ids leekd
+    reads from SQLite's last rowid; each answered id must name its own record's row, also
+    after the newest row was deleted (AUTOINCREMENT never gives its id out again)."""
+    app = make_server(workers=1)
+    with leek.Client(port=app.port, secret=SECRET) as c:
+        first = c.push(tasks.noop)
+        wait_for(lambda: rows(django_db, "SELECT state FROM leekd_queuedtask WHERE id = ?", first)
+                 == [("succeeded",)])  # fmt: skip
+    db = sqlite3.connect(django_db, timeout=10, isolation_level=None)
+    try:
+        db.execute("DELETE FROM leekd_successtask WHERE task_id = ?", (first,))
+        db.execute("DELETE FROM leekd_queuedtask WHERE id = ?", (first,))
+    finally:
+        db.close()
+    records = [make_record(tasks.add, (i, 1), None, delay=3600) for i in range(600)]
+    with RawPeer(app.port, timeout=10) as peer:
+        conn = peer.handshake()
+        peer.send(conn.send(Push(tuple(records))))
+        conn.receive_data(peer.recv_frame())
+        answer = conn.next_event()
+    assert isinstance(answer, Pushed), answer
+    ids = list(answer.ids)
+    assert ids == list(range(first + 1, first + 601))  # the deleted id is not reused
+    keys = dict(rows(django_db, "SELECT id, key FROM leekd_queuedtask WHERE id > ?", first))
+    assert [keys[i] for i in ids] == [r.key for r in records]
