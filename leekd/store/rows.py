@@ -191,8 +191,10 @@ def write_outcomes(
 ) -> list[Outcome]:
     """Outcome rows and task states; an outcome whose task row is gone is dropped.
 
-    The ``WHERE EXISTS`` matters: should someone delete a task's row while it runs, its
-    outcome would otherwise fail the foreign key, and with it every commit after.
+    The task states go first, and on SQLite say how many task rows are there; only when one
+    is missing are the outcome rows inserted ``WHERE EXISTS`` their task, each looked up.
+    That matters: should someone delete a task's row while it runs, its outcome would
+    otherwise fail the foreign key, and with it every commit after.
     With a ``fence`` only tasks this node still owns at its epoch are written; returns the
     outcomes left out (their tasks were taken over by another node).
     """
@@ -225,6 +227,11 @@ def write_outcomes(
     lost: list[Outcome] = []
     if fence is not None:
         outcomes, lost = _fenced_states(cur, outcomes, fence)
+        present = False
+    else:
+        # States first: when every task row took its new state, every outcome row has its
+        # task, and goes in without a lookup of it each (under the same write lock).
+        present = _write_states(cur, ph, outcomes) == len(outcomes)
     _insert_outcomes(
         cur,
         ph,
@@ -234,6 +241,7 @@ def write_outcomes(
             for o in outcomes
             if o.ok
         ],
+        present,
     )
     _insert_outcomes(
         cur,
@@ -254,9 +262,13 @@ def write_outcomes(
             for o in outcomes
             if not o.ok
         ],
+        present,
     )
-    if fence is not None:
-        return lost  # the states are written already
+    return lost
+
+
+def _write_states(cur: Any, ph: str, outcomes: list[Outcome]) -> int | None:
+    """The ended tasks' states; how many task rows took theirs (None: not counted)."""
     states = [
         (o.job.id, "succeeded" if o.ok else "failed", o.job.attempts, o.job.deaths)
         for o in outcomes
@@ -267,7 +279,8 @@ def write_outcomes(
             f"WHERE id = {ph}",
             [(state, attempts, deaths, i) for i, state, attempts, deaths in states],
         )
-        return lost
+        return None
+    updated = 0
     for start in range(0, len(states), INSERT_CHUNK):
         chunk = states[start : start + INSERT_CHUNK]
         cur.execute(
@@ -276,7 +289,8 @@ def write_outcomes(
             "WHERE leekd_queuedtask.id = v.column1",
             [x for row in chunk for x in row],
         )
-    return lost
+        updated += cur.rowcount
+    return updated
 
 
 def _fenced_states(
@@ -306,8 +320,11 @@ def _fenced_states(
     return written, [o for o in outcomes if o.job.id not in mine]
 
 
-def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert outcome rows (task id first) whose task row still exists.
+def _insert_outcomes(
+    cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]], present: bool = False
+) -> None:
+    """Insert outcome rows (task id first) whose task row still exists; ``present``: every
+    one's does (the states just written found them all), so none is looked up.
 
     On SQLite, one statement per chunk over a ``VALUES`` table: ``executemany`` steps
     each row on its own, giving up and taking back the GIL every time.
@@ -327,8 +344,12 @@ def _insert_outcomes(cur: Any, ph: str, target: str, rows: list[tuple[Any, ...]]
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         row, params = _compact(chunk, width)
+        values = _rows(width, len(chunk), row)
+        if present:
+            cur.execute(f"INSERT INTO {target} VALUES {values} ON CONFLICT DO NOTHING", params)
+            continue
         cur.execute(
-            f"INSERT INTO {target} SELECT {columns} FROM (VALUES {_rows(width, len(chunk), row)}) "
+            f"INSERT INTO {target} SELECT {columns} FROM (VALUES {values}) "
             f"AS v {exists.format('v.column1')}",
             params,
         )
