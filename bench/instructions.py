@@ -47,7 +47,12 @@ def workload(stage: str, n: int, db: str) -> None:
     from leek.frames import decode_tasks, encode_tasks
     from leek.records import make_record
     from leekd.job import Job, Outcome
-    from leekd.store.rows import insert_tasks, write_outcomes
+    from leekd.store.rows import insert_tasks
+
+    try:
+        from leekd.store.outcomes import write_outcomes
+    except ImportError:  # a --baseline commit from before outcomes.py
+        from leekd.store.rows import write_outcomes  # type: ignore[attr-defined,no-redef]
 
     connection.ensure_connection()
     raw = connection.connection

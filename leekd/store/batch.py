@@ -18,7 +18,8 @@ from django.utils import timezone
 from leek.protocol import TaskRecord
 
 from ..job import Job, Outcome
-from .rows import Fence, insert_all, insert_deduped, write_outcomes
+from .outcomes import write_outcomes
+from .rows import Fence, insert_all, insert_deduped
 from .steps import write_steps
 
 Announce = Callable[[Any, list[int]], object]

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from leek.records import make_record
 from leekd.job import Job, Outcome
-from leekd.store.rows import insert_tasks, write_outcomes
+from leekd.store.outcomes import write_outcomes
+from leekd.store.rows import insert_tasks
 
 from .. import tasks
 from ..conftest import rows
