@@ -7,12 +7,16 @@ and its placeholder; on SQLite one statement per table over a ``VALUES`` list.
 from __future__ import annotations
 
 import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from ..job import Outcome
-from .rows import INSERT_CHUNK, VALUES_TABLES, Fence, as_blob, value_rows
+from .rows import INSERT_CHUNK, Fence, as_blob, value_rows
+
+# UPDATE … FROM arrived in SQLite 3.33; before it, outcomes are written row by row.
+VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 def write_outcomes(
@@ -173,7 +177,7 @@ def _insert_outcomes(
             [row + (row[0],) for row in rows],
         )
         return
-    columns = ", ".join(f"v.column{i}" for i in range(1, width + 1))
+    columns = "" if present else ", ".join(f"v.column{i}" for i in range(1, width + 1))
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         row, params = _compact(chunk, width)

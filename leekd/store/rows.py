@@ -8,7 +8,6 @@ and the writer's Django cursor.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -183,8 +182,9 @@ def _first(cur: Any) -> Any:
 # Python's sqlite3 binds int, float, str and bytearray directly, and sends any other value
 # (bytes, None) through its adapter registry first: a key tuple and two failed attribute
 # lookups, 0.6-0.9 µs a value on Python 3.11 (a row of eleven Nones inserts four times
-# slower than one of eleven ints). Hence the NULL literals in ``_task_row`` and outcomes.py's ``_compact``, and
-# short blobs copied into a bytearray (copying a long one would cost more than it saves).
+# slower than one of eleven ints). Hence the NULL literals in ``_task_row`` and in
+# outcomes.py's ``_compact``, and short blobs copied into a bytearray (copying a long one
+# would cost more than it saves).
 _BLOB_COPY = 64 * 1024
 
 
@@ -196,10 +196,6 @@ def as_blob(value: Any) -> Any:
 
 def _same(value: Any) -> Any:
     return value
-
-
-# UPDATE … FROM arrived in SQLite 3.33; before it, outcomes are written row by row.
-VALUES_TABLES = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 @functools.lru_cache(maxsize=256)
