@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs PostgreSQL's server binaries); its column follows leek's",
     )
     p.add_argument(
+        "--unix",
+        action="store_true",
+        help="also measure leek with its clients on a Unix-domain socket (leekd's --unix, for "
+        "clients on its host); its column follows leek's",
+    )
+    p.add_argument(
         "--baseline",
         metavar="REV",
         help="also measure leek as git commit REV has it (HEAD~1, main, a tag), beside this "
@@ -207,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     base = baseline(args)
     systems += [base] if base is not None else []
     systems += [get("leek-pg", None)] if args.postgres else []
+    systems += [get("leek-unix", None)] if args.unix else []
     systems += [get(name, venv) for name in args.peers]
     rundir = args.workdir / "run" / time.strftime("%Y%m%d-%H%M%S")
     spec = {

@@ -210,6 +210,21 @@ def listening(port: int) -> bool:
     return False
 
 
+def listening_unix(path: Path) -> bool:
+    """True once some process listens on the Unix-domain socket ``path`` (from /proc)."""
+    try:
+        lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    want = str(path)
+    for line in lines:
+        fields = line.split()
+        # Flags 00010000 (__SO_ACCEPTCON): the socket listens.
+        if len(fields) >= 8 and fields[7] == want and int(fields[3], 16) & 0x10000:
+            return True
+    return False
+
+
 def wait_until(
     predicate: Callable[[], Any],
     timeout: float,

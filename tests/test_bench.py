@@ -54,7 +54,7 @@ def smoke(tmp_path, *extra: str) -> subprocess.CompletedProcess:
 
 def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
     out_json = tmp_path / "bench.json"
-    done = smoke(tmp_path, "--json", str(out_json))
+    done = smoke(tmp_path, "--unix", "--json", str(out_json))
     for name in FIGURES:
         line = next((ln for ln in done.stdout.splitlines() if name in ln), None)
         assert line is not None, f"{name!r} missing from:\n{done.stdout}"
@@ -78,6 +78,11 @@ def test_bench_smoke_prints_every_figure_with_a_number(tmp_path):
     # exists: both shares of the window are real percentages.
     assert 0 < leek["thread_run_c2"] <= 100, leek
     assert 0 <= leek["thread_wait_c2"] <= 100, leek
+    # --unix: the same leekd with its clients on a Unix-domain socket, in its own column.
+    header = next(ln for ln in done.stdout.splitlines() if "leek on a Unix socket" in ln)
+    assert header.index("leek on a Unix socket") > header.index("leek ")
+    unix = data["systems"]["leek-unix"]["median"]
+    assert unix["e2e"] > 0 and unix["cpu_e2e"] > 0 and unix["tasks_c2"] == 300
     assert not list((tmp_path / "run").glob("*/*")), "run directories left behind"
 
 

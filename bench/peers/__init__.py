@@ -60,6 +60,10 @@ def get(name: str, venv: Path | None) -> Any:
         from .leek_pg import LeekPgSystem
 
         return LeekPgSystem()
+    if name == "leek-unix":
+        from .leek_unix import LeekUnixSystem
+
+        return LeekUnixSystem()
     assert venv is not None
     if name == "huey":
         from .huey import HueySystem

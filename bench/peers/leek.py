@@ -22,17 +22,23 @@ LEEKD_START = 60.0
 
 
 def leekd_cmd(
-    port: int, db: Path, workers: int, log_level: str = "warning", settings: str | None = None
+    port: int,
+    db: Path,
+    workers: int,
+    log_level: str = "warning",
+    settings: str | None = None,
+    unix: Path | None = None,
 ) -> list[str]:
-    """``leekd run`` on the embedded SQLite file ``db``, or with Django ``settings``."""
+    """``leekd run`` on the embedded SQLite file ``db``, or with Django ``settings``; on TCP
+    ``port``, or on the Unix-domain socket ``unix``."""
     where = ["--settings", settings] if settings else ["--db", str(db)]
+    listen = ["--unix", str(unix)] if unix else ["--port", str(port)]
     return [
         sys.executable,
         "-m",
         "leekd",
         "run",
-        "--port",
-        str(port),
+        *listen,
         *where,
         "--workers",
         str(workers),
