@@ -1,7 +1,8 @@
 """The throwaway environment for the peers: ``.bench/venv`` with pinned versions from PyPI.
 
-It is rebuilt only when the pins change; delete ``.bench/`` to start over. leek itself is
-never installed there: it is measured from the project's own venv and checkout.
+It is rebuilt only when the pins or the bench's Python change; delete ``.bench/`` to start
+over. leek itself is never installed there: it is measured from the project's own venv and
+checkout.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def peers_venv(base: Path) -> Path:
     venv = base / "venv"
     python = venv / "bin" / "python"
     stamp = venv / "bench-requirements.txt"
-    wanted = "\n".join(REQUIREMENTS) + "\n"
+    # The interpreter is part of the stamp: peers run on the Python the bench runs on.
+    wanted = "\n".join(REQUIREMENTS) + f"\n# python {sys.version.split()[0]}\n"
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return venv
     note(f"installing {', '.join(REQUIREMENTS)} into {venv} (once)")
