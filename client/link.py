@@ -7,6 +7,7 @@ be stale (leekd restarted), and after ``fork()`` never touches the parent's sock
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import sys
@@ -49,6 +50,7 @@ _FRAME_ADVICE = (
     "pass large data by reference (a file path, a database id) rather than in the "
     "arguments, or raise LEEK['max_frame'] on leekd and its clients alike"
 )
+_LOCAL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # of leekd's local socket, from its welcome
 STALE_AFTER = 1.0  # a connection idle longer is checked for a close before it is used
 _forks = 0  # forks between the first process and this one: a socket from before is a parent's
 
@@ -128,6 +130,7 @@ class Link:
         self._used = 0.0  # when the last exchange on self._sock ended (monotonic)
         self._forks = _forks  # which process made the socket, without a getpid() per call
         self.server_info: dict[str, Any] = {}
+        self._remote = ""  # the local socket name this process could not use: stay on TCP
 
     @property
     def address(self) -> str:
@@ -276,6 +279,43 @@ class Link:
             connect_timeout=self.connect_timeout,
             where=self.address,
         )
+        self._handshake(sock, secret)
+        local = self.server_info.get("local")
+        if local is not None and self._tls is None and not self.transport.unix:
+            self._move_local(local, secret)
+
+    def _move_local(self, name: Any, secret: Any) -> None:
+        """Move to leekd's local socket, named in its welcome, if this process can reach it
+        (the same network namespace); else, or if anything fails there, stay on TCP."""
+        if not isinstance(name, str) or not _LOCAL_NAME.fullmatch(name) or name == self._remote:
+            return
+        family = getattr(socket, "AF_UNIX", None)
+        try:
+            if family is None:
+                raise OSError("no Unix-domain sockets on this system")
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # none here, or not allowed (a sandbox's address families)
+            self._remote = name
+            return
+        sock.settimeout(self.connect_timeout)
+        try:
+            sock.connect("\0" + name)
+        except OSError:  # another host or network namespace: nobody by that name here
+            sock.close()
+            self._remote = name
+            return
+        tcp = (self._sock, self._wire, self._conn, self.server_info)
+        try:
+            self._handshake(sock, secret)  # on failure it has closed ``sock``
+        except LeekError:
+            self._sock, self._wire, self._conn, self.server_info = tcp
+            self._remote = name
+            return
+        if tcp[0] is not None:
+            tcp[0].close()
+
+    def _handshake(self, sock: socket.socket, secret: Any) -> None:
+        """Greet leekd on the connected ``sock``, which then carries this link's requests."""
         self._sock, self._wire = sock, Wire(sock)
         self._conn = Connection(Role.CLIENT, secret.key, self.max_frame)
         self._forks = _forks

@@ -30,6 +30,7 @@ class Config:
     idle_timeout: float = 600.0  # an authenticated connection silent this long is closed
     handshake_timeout: float = 10.0  # from connect to a verified hello (TLS included)
     unix: str | None = None  # listen on this Unix-domain socket instead of TCP
+    local_socket: bool = True  # with plain TCP on Linux, also a local socket for this host
     tls_cert: str | None = None  # PEM certificate chain: serve TCP inside TLS
     tls_key: str | None = None
     max_deaths: int = 2  # times leekd may die running a task before it is failed

@@ -179,6 +179,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
 
 LISTEN_FLAGS = (
     "unix",
+    "local_socket",
     "tls_cert",
     "tls_key",
     "max_connections",
@@ -193,6 +194,15 @@ def add_listen_options(p: argparse.ArgumentParser) -> None:
         "--unix",
         metavar="PATH",
         help="listen on this Unix-domain socket (mode 0600) instead of TCP (env LEEK_UNIX)",
+    )
+    g.add_argument(
+        "--no-local-socket",
+        dest="local_socket",
+        action="store_false",
+        default=None,
+        help="TCP only: no local socket for clients on this host (on Linux, plain TCP "
+        "also listens on an abstract Unix-domain socket that clients in the same network "
+        "namespace move to, skipping TCP's loopback path)",
     )
     g.add_argument(
         "--tls-cert",

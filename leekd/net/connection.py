@@ -47,6 +47,7 @@ class LeekConnection(Handlers, ResultRequests, asyncio.Protocol):
         self.conn = Connection(Role.SERVER, shared.secret, shared.max_frame)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.tcp = False
         self.pending: deque[Slot] = deque()
         self.waits: dict[Any, Any] = {}  # result requests still waiting (results.py)
         self.paused = False
@@ -61,7 +62,8 @@ class LeekConnection(Handlers, ResultRequests, asyncio.Protocol):
         assert self.transport is not None
         self.shared.open.add(self)
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
+        self.tcp = isinstance(peer, tuple)
+        self.peer = f"{peer[0]}:{peer[1]}" if self.tcp else str(peer or "unix")
         if self.api.draining:  # accepted just before the listener closed
             self.transport.close()
             self.closing = True

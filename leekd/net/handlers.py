@@ -18,6 +18,7 @@ from leek.protocol import ClientHello, Connection, Error, ErrorCode, Push, Reply
 
 from .admission import client_pickle_problem, record_problem, server_info
 from .api import LeekdAPI
+from .shared import Shared
 
 log = logging.getLogger("leekd.server")
 
@@ -36,7 +37,9 @@ class Handlers:
 
     api: LeekdAPI
     conn: Connection
+    shared: Shared
     peer: str
+    tcp: bool  # came over TCP (not a Unix-domain socket)
     pending: deque[Slot]
     flush: Callable[[], None]  # sends every answer that is ready, in order
 
@@ -46,6 +49,8 @@ class Handlers:
 
     def handle_hello(self, event: ClientHello) -> None:
         info = server_info()
+        if self.shared.local and self.tcp:  # where a client on this host may move
+            info["local"] = self.shared.local
         self.pending.append(Slot(Welcome(info)))
         self.flush()
 

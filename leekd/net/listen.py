@@ -4,6 +4,14 @@ Everything that can fail on bad settings (a certificate that does not load, a so
 that is taken) fails in ``Listener()``, before recovery or any thread starts. A Unix socket
 gets mode 0600 before ``listen()``: until then every ``connect()`` is refused, so no other
 user can get in during start-up either. It is removed on stop, if it is still ours.
+
+Plain TCP on Linux comes with a local socket: an abstract Unix-domain socket (no file; the
+kernel keeps one namespace of them per network namespace, the same processes that can
+reach the loopback) under a random name. The welcome tells authenticated clients that
+name, and a client in the same network namespace moves its connection there: a push then
+skips TCP's loopback path on both sides. The name is unguessable and held by leekd for its
+whole run, so nobody can be listening on it first; the client still runs the whole
+handshake again on it, so the socket proves nothing by itself.
 """
 
 from __future__ import annotations
@@ -11,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import ssl
 import stat
+import sys
 from collections.abc import Callable
 
 from leek.errors import LeekConfigError
@@ -24,6 +34,7 @@ from .accept import Acceptor, tcp_sockets
 log = logging.getLogger("leekd.server")
 
 BACKLOG = 1024
+LOCAL_PREFIX = "leek-"  # of the local socket's abstract name: then 32 hex digits
 
 
 def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -52,6 +63,27 @@ def _socket_alive(path: str) -> bool:
     finally:
         probe.close()
     return True
+
+
+def local_socket() -> tuple[socket.socket, str] | None:
+    """A listening abstract Unix-domain socket under a random name, and the name (without
+    its leading NUL); None where there are none (not Linux, or address families restricted)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = LOCAL_PREFIX + secrets.token_hex(16)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as exc:
+        log.info("no local socket (%s); clients on this host use TCP", exc.strerror or exc)
+        return None
+    try:
+        sock.bind("\0" + name)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        log.info("no local socket (%s); clients on this host use TCP", exc.strerror or exc)
+        return None
+    return sock, name
 
 
 def claim_unix_path(path: str) -> socket.socket:
@@ -92,6 +124,7 @@ class Listener:
         self._unix_sock: socket.socket | None = None
         self._unix_id: tuple[int, int] | None = None
         self.tls: ssl.SSLContext | None = None
+        self.local_name: str | None = None  # the local socket's, once listening
         if config.unix:
             self._unix_sock = claim_unix_path(config.unix)
             st = os.stat(config.unix)
@@ -113,8 +146,13 @@ class Listener:
             self.server = Acceptor([self._unix_sock], factory)
         else:
             socks = tcp_sockets(self.config.host, self.config.port, BACKLOG)
-            self.server = Acceptor(socks, factory, self.tls, self.config.handshake_timeout)
             self.port = socks[0].getsockname()[1] if socks else self.config.port
+            local = local_socket() if self.tls is None and self.config.local_socket else None
+            if local is not None:
+                socks.append(local[0])
+                self.local_name = local[1]
+                log.info("clients on this host move to a local socket (--no-local-socket: not)")
+            self.server = Acceptor(socks, factory, self.tls, self.config.handshake_timeout)
         return self.server
 
     def close(self) -> None:
@@ -134,4 +172,4 @@ class Listener:
             self._unix_id = None
 
 
-__all__ = ["Listener", "claim_unix_path", "server_tls_context"]
+__all__ = ["Listener", "claim_unix_path", "local_socket", "server_tls_context"]

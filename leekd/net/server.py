@@ -48,6 +48,7 @@ class Server:
 
     async def start(self, listener: Listener) -> None:
         self._server = await listener.start(lambda: LeekConnection(self.shared))
+        self.shared.local = listener.local_name
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def _sweep(self) -> None:

@@ -15,6 +15,7 @@ class Shared:
     secret: bytes
     max_frame: int
     max_connections: int
+    local: str | None = None  # the local socket's name, told to clients in the welcome
     live: set[Any] = field(default_factory=set)  # accepted and counted
     open: set[Any] = field(default_factory=set)  # every one not yet lost, refused too
     auth_log: AuthLog = field(default_factory=AuthLog)
