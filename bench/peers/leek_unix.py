@@ -1,5 +1,6 @@
 """leek with its clients on a Unix-domain socket (``leekd run --unix``, ``LEEK_UNIX``): the
-same leekd as ``leek``, for clients on leekd's own host, without TCP's loopback path.
+same leekd as ``leek``, with no TCP port at all (``leek``'s clients reach its local socket,
+a Unix-domain one too, through TCP first).
 
 The socket lives in a short directory of its own under the system's temporary directory
 (a socket path has at most 107 bytes), removed with the server.

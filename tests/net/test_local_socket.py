@@ -29,7 +29,7 @@ def listening_names() -> set[str]:
 
 
 def peers(server) -> list[str]:
-    return sorted(c.peer for c in server.net.shared.live)
+    return sorted(c.peer for c in tuple(server.net.shared.live))  # one C call: no race
 
 
 def test_a_client_on_leekds_host_moves_to_its_local_socket(server):
