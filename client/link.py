@@ -289,25 +289,20 @@ class Link:
         (the same network namespace); else, or if anything fails there, stay on TCP."""
         if not isinstance(name, str) or not _LOCAL_NAME.fullmatch(name) or name == self._remote:
             return
-        family = getattr(socket, "AF_UNIX", None)
-        try:
-            if family is None:
-                raise OSError("no Unix-domain sockets on this system")
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:  # none here, or not allowed (a sandbox's address families)
-            self._remote = name
-            return
-        sock.settimeout(self.connect_timeout)
-        try:
-            sock.connect("\0" + name)
-        except OSError:  # another host or network namespace: nobody by that name here
-            sock.close()
-            self._remote = name
+        if not hasattr(socket, "AF_UNIX"):  # a system without Unix-domain sockets
             return
         tcp = (self._sock, self._wire, self._conn, self.server_info)
         try:
+            sock = open_socket(
+                self.host,
+                self.port,
+                unix="\0" + name,
+                tls=None,
+                connect_timeout=self.connect_timeout,
+                where=self.address,
+            )
             self._handshake(sock, secret)  # on failure it has closed ``sock``
-        except LeekError:
+        except (LeekError, OSError):  # another host or network namespace, or not allowed
             self._sock, self._wire, self._conn, self.server_info = tcp
             self._remote = name
             return

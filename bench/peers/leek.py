@@ -56,18 +56,21 @@ def start_leekd(
     log: Path | None = None,
     settings: str | None = None,
     paths: tuple[Path, ...] = (),
+    unix: Path | None = None,
 ) -> tuple[Any, int, Path]:
-    """Start leekd and wait until it listens; returns (process, port, log). ``paths`` go
-    first on its import path (another commit's packages, for ``--baseline``)."""
-    port = procs.free_port()
+    """Start leekd and wait until it listens; returns (process, port, log), the port 0 on
+    the Unix-domain socket ``unix``. ``paths`` go first on its import path (another
+    commit's packages, for ``--baseline``)."""
+    port = 0 if unix else procs.free_port()
     log = log or workdir / "leekd.log"
     proc = procs.spawn(
-        leekd_cmd(port, db, workers, log_level, settings),
+        leekd_cmd(port, db, workers, log_level, settings, unix),
         env=base_env(*paths, LEEK_SECRET=SECRET),
         cwd=workdir,
         log=log,
     )
-    procs.wait_until(lambda: procs.listening(port), LEEKD_START, "leekd start", proc, log)
+    up = (lambda: procs.listening_unix(unix)) if unix else (lambda: procs.listening(port))
+    procs.wait_until(up, LEEKD_START, "leekd start", proc, log)
     return proc, port, log
 
 

@@ -13,10 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import procs
-
 from . import Server, base_env
-from .leek import LEEKD_START, SECRET, leekd_cmd
+from .leek import SECRET, start_leekd
 
 
 class UnixServer(Server):
@@ -40,21 +38,10 @@ class LeekUnixSystem:
     def start(self, workdir: Path, workers: int = 4) -> Server:
         sockdir = Path(tempfile.mkdtemp(prefix="leek-bench-"))
         sock = sockdir / "leekd.sock"
-        log = workdir / "leekd.log"
-        proc = None
+        db = workdir / "leek.sqlite3"
         try:
-            proc = procs.spawn(
-                leekd_cmd(0, workdir / "leek.sqlite3", workers, unix=sock),
-                env=base_env(LEEK_SECRET=SECRET),
-                cwd=workdir,
-                log=log,
-            )
-            procs.wait_until(
-                lambda: procs.listening_unix(sock), LEEKD_START, "leekd start", proc, log
-            )
+            proc, _, log = start_leekd(workdir, db, workers, unix=sock)
         except BaseException:
-            if proc is not None:
-                procs.stop(proc)
             shutil.rmtree(sockdir, ignore_errors=True)
             raise
         server = UnixServer(
@@ -62,7 +49,7 @@ class LeekUnixSystem:
             log,
             sys.executable,
             base_env(LEEK_SECRET=SECRET, LEEK_UNIX=str(sock)),
-            {"driver": "bench.peers.leek", "db": str(workdir / "leek.sqlite3")},
+            {"driver": "bench.peers.leek", "db": str(db)},
         )
         server.sockdir = sockdir
         return server

@@ -71,16 +71,14 @@ def local_socket() -> tuple[socket.socket, str] | None:
     if not sys.platform.startswith("linux"):
         return None
     name = LOCAL_PREFIX + secrets.token_hex(16)
+    sock = None
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    except OSError as exc:
-        log.info("no local socket (%s); clients on this host use TCP", exc.strerror or exc)
-        return None
-    try:
         sock.bind("\0" + name)
         sock.listen(BACKLOG)
     except OSError as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         log.info("no local socket (%s); clients on this host use TCP", exc.strerror or exc)
         return None
     return sock, name
@@ -172,4 +170,4 @@ class Listener:
             self._unix_id = None
 
 
-__all__ = ["Listener", "claim_unix_path", "local_socket", "server_tls_context"]
+__all__ = ["Listener", "claim_unix_path", "server_tls_context"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 import leek
 
 from .. import tasks
@@ -73,15 +75,23 @@ def test_a_client_that_cannot_reach_the_local_socket_stays_on_tcp(server):
         local.close()
 
     server._loop.call_soon_threadsafe(unlisten)
-    wait_for(lambda: server.listener.local_name not in listening_names())
-    with leek.Client(port=server.port, secret=SECRET) as c:
+    name = server.listener.local_name
+    wait_for(lambda: name not in listening_names())
+    with leek.Client(port=server.port, secret=SECRET, timeout=5) as c:
         task_id = c.push(tasks.add, (4, 4))
         assert c._sock.family == socket.AF_INET
-        assert c._remote == server.listener.local_name  # not tried again on a reconnect
+        assert c._remote == name
         wait_for(lambda: finished(task_id))
-        c.close()
-        assert c.push(tasks.add, (5, 5)) > task_id
-        assert c._sock.family == socket.AF_INET
+        # Not tried again on a reconnect: a listener now under that name sees no connect.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as trap:
+            trap.bind("\0" + name)
+            trap.listen(1)
+            trap.setblocking(False)
+            c.close()
+            assert c.push(tasks.add, (5, 5)) > task_id
+            assert c._sock.family == socket.AF_INET
+            with pytest.raises(BlockingIOError):
+                trap.accept()
 
 
 def test_leekd_as_a_process_moves_its_local_clients_unless_told_not_to(leekd_proc, tmp_path):
