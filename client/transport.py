@@ -6,6 +6,7 @@ it, so a client needs the shared secret whatever the transport.
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import ssl
@@ -102,14 +103,24 @@ class Wire:
     ``ioctl`` per ``settimeout``, a ``poll`` before the send and the receive). TLS
     sockets, and other systems, keep Python's timeouts. Raises ``TimeoutError`` at the
     deadline.
+
+    A Unix-domain socket on Linux waits for its answer in ``poll`` instead, then reads
+    without blocking: a thread asleep in ``recv`` there is woken a second time in each round
+    trip, when leekd reads the request (freeing its send space wakes every sleeper on the
+    socket; ``poll`` waiting for input only is not woken by that). One context switch per
+    push instead of two, which on a VM is most of a client's CPU per push.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.kernel_timeouts = sys.platform == "linux" and not isinstance(sock, ssl.SSLSocket)
         self.armed = -1.0  # seconds the kernel's receive timeout is set to; -1: none set
+        self.poller: select.poll | None = None  # set: receive as _recv_polled does
         if self.kernel_timeouts:
             sock.settimeout(None)
+            if sock.family == getattr(socket, "AF_UNIX", None):
+                self.poller = select.poll()
+                self.poller.register(sock, select.POLLIN)
 
     def _arm(self, left: float) -> None:
         if not left - _SLACK <= self.armed <= left:
@@ -137,6 +148,8 @@ class Wire:
                 self.sock.settimeout(None)
 
     def recv(self, deadline: float) -> bytes:
+        if self.poller is not None:
+            return self._recv_polled(self.poller, deadline)
         while True:
             left = max(deadline - time.monotonic(), 1e-3)
             if not self.kernel_timeouts:
@@ -148,3 +161,14 @@ class Wire:
             except BlockingIOError:  # the kernel's receive timeout, perhaps set for less
                 if time.monotonic() >= deadline:
                     raise TimeoutError("receive timed out") from None
+
+    def _recv_polled(self, poller: select.poll, deadline: float) -> bytes:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("receive timed out")
+            if poller.poll(math.ceil(left * 1000)):  # readable, closed or failed
+                try:
+                    return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                except BlockingIOError:  # woken with nothing to read after all
+                    pass

@@ -12,9 +12,16 @@ import pytest
 from leek.transport import Wire
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    return a, b
+
+
+@pytest.fixture(params=["unix", "tcp"])
+def pair(request):
+    a, b = socket.socketpair() if request.param == "unix" else tcp_pair()
     yield a, b
     a.close()
     b.close()
@@ -25,6 +32,8 @@ def test_a_plain_socket_on_linux_uses_the_kernels_timeouts(pair):
     assert wire.kernel_timeouts is (sys.platform == "linux")
     if wire.kernel_timeouts:
         assert pair[0].gettimeout() is None  # blocking: no poll before each send and recv
+        # A Unix-domain socket waits for its answers in poll; TCP in recv.
+        assert (wire.poller is not None) is (pair[0].family == socket.AF_UNIX)
 
 
 def test_a_receive_with_nothing_coming_ends_at_its_deadline(pair):
@@ -88,3 +97,35 @@ def test_an_end_of_stream_reads_as_empty(pair):
     wire = Wire(pair[0])
     pair[1].shutdown(socket.SHUT_WR)
     assert wire.recv(time.monotonic() + 5.0) == b""
+
+
+def switches() -> int:
+    with open("/proc/thread-self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("voluntary_ctxt"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts the thread's switches in /proc")
+def test_a_round_trip_on_a_unix_socket_sleeps_once():
+    # The peer reads the request, sleeps a moment, answers: a client blocked in recv would
+    # be woken when the request is read (its send space freed) and again by the answer.
+    a, b = socket.socketpair()
+
+    def echo() -> None:
+        while data := b.recv(64):
+            time.sleep(0.002)
+            b.sendall(data)
+
+    peer = threading.Thread(target=echo)
+    peer.start()
+    try:
+        wire = Wire(a)
+        rounds = 50
+        before = switches()
+        for _ in range(rounds):
+            wire.sendall(b"ping", time.monotonic() + 5.0)
+            assert wire.recv(time.monotonic() + 5.0) == b"ping"
+        assert switches() - before < rounds * 1.5
+    finally:
+        a.close()
+        peer.join()
+        b.close()
