@@ -108,7 +108,7 @@ class Wire:
     without blocking: a thread asleep in ``recv`` there is woken a second time in each round
     trip, when leekd reads the request (freeing its send space wakes every sleeper on the
     socket; ``poll`` waiting for input only is not woken by that). One context switch per
-    push instead of two, which on a VM is most of a client's CPU per push.
+    push instead of two, for one more system call.
     """
 
     def __init__(self, sock: socket.socket) -> None:
