@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -104,21 +105,27 @@ def switches() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("voluntary_ctxt"))
 
 
+_ECHO = """
+import socket, sys, time
+peer = socket.socket(fileno=int(sys.argv[1]))
+while data := peer.recv(64):
+    time.sleep(0.002)
+    peer.sendall(data)
+"""
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="counts the thread's switches in /proc")
 def test_a_round_trip_on_a_unix_socket_sleeps_once():
-    # The peer reads the request, sleeps a moment, answers: a client blocked in recv would
-    # be woken when the request is read (its send space freed) and again by the answer.
+    # The peer (another process: no GIL shared) reads the request, sleeps a moment, answers:
+    # a client blocked in recv would be woken when the request is read (its send space
+    # freed) and again by the answer.
     a, b = socket.socketpair()
-
-    def echo() -> None:
-        while data := b.recv(64):
-            time.sleep(0.002)
-            b.sendall(data)
-
-    peer = threading.Thread(target=echo)
-    peer.start()
+    peer = subprocess.Popen([sys.executable, "-c", _ECHO, str(b.fileno())], pass_fds=[b.fileno()])
+    b.close()
     try:
         wire = Wire(a)
+        wire.sendall(b"ping", time.monotonic() + 5.0)  # the peer has started
+        assert wire.recv(time.monotonic() + 30.0) == b"ping"
         rounds = 50
         before = switches()
         for _ in range(rounds):
@@ -127,5 +134,4 @@ def test_a_round_trip_on_a_unix_socket_sleeps_once():
         assert switches() - before < rounds * 1.5
     finally:
         a.close()
-        peer.join()
-        b.close()
+        peer.wait(timeout=30)
