@@ -118,7 +118,7 @@ class Wire:
         self.poller: select.poll | None = None  # set: receive as _recv_polled does
         if self.kernel_timeouts:
             sock.settimeout(None)
-            if sock.family == getattr(socket, "AF_UNIX", None):
+            if sock.family == socket.AF_UNIX:  # Linux has it (kernel_timeouts)
                 self.poller = select.poll()
                 self.poller.register(sock, select.POLLIN)
 

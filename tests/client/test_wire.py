@@ -124,8 +124,8 @@ def test_a_round_trip_on_a_unix_socket_sleeps_once():
     b.close()
     try:
         wire = Wire(a)
-        wire.sendall(b"ping", time.monotonic() + 5.0)  # the peer has started
-        assert wire.recv(time.monotonic() + 30.0) == b"ping"
+        wire.sendall(b"ping", time.monotonic() + 5.0)
+        assert wire.recv(time.monotonic() + 30.0) == b"ping"  # once the peer has started
         rounds = 50
         before = switches()
         for _ in range(rounds):
