@@ -161,6 +161,29 @@ def test_importing_leek_loads_neither_leekd_nor_django():
     assert not out, f"importing leek loaded: {out}"
 
 
+def test_the_embedded_daemon_leaves_djangos_url_and_mail_machinery_unloaded(tmp_path):
+    # What leekd loads for its built-in settings stays resident for its whole life.
+    code = (
+        "import sys\n"
+        "from leekd.bootstrap import configure_embedded\n"
+        "configure_embedded(sys.argv[1], migrate_in_child=True)\n"
+        "import leekd.app, leekd.runner\n"
+        "from leekd.models import QueuedTask\n"
+        "assert QueuedTask.objects.count() == 0\n"
+        "print(' '.join(sorted(m for m in ('django.urls', 'django.http', 'django.utils.log')"
+        " if m in sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "leek.sqlite3")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    ).stdout.strip()
+    assert not out, f"the embedded daemon loaded: {out}"
+
+
 @BY_PACKAGE
 def test_no_module_is_too_long(package):
     too_long = {}
