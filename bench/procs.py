@@ -210,8 +210,9 @@ def listening(port: int) -> bool:
     return False
 
 
-def listening_unix(path: Path) -> bool:
-    """True once some process listens on the Unix-domain socket ``path`` (from /proc)."""
+def listening_unix(path: Path | str) -> bool:
+    """True once some process listens on the Unix-domain socket ``path`` (from /proc; an
+    abstract name is written there, and here, as ``@name``)."""
     try:
         lines = Path("/proc/net/unix").read_text().splitlines()[1:]
     except OSError:

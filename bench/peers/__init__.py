@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,25 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 @dataclass
 class Server:
-    """A started system: its root process (RSS is read over its tree) and its client's setup."""
+    """A started system: its root process (RSS is read over its tree) and its client's setup.
+
+    ``cleanup`` removes what the server needed besides its process (a database server, a
+    socket's directory), after the process has stopped, whether or not that went well.
+    """
 
     proc: subprocess.Popen[bytes]
     log: Path
     python: str
     env: dict[str, str]
     spec: dict[str, Any] = field(default_factory=dict)
+    cleanup: Callable[[], object] | None = None
 
     def stop(self) -> None:
-        procs.stop(self.proc)
+        try:
+            procs.stop(self.proc)
+        finally:
+            if self.cleanup is not None:
+                self.cleanup()
 
 
 def base_env(*paths: Path | str, **extra: str) -> dict[str, str]:

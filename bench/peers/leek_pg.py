@@ -38,19 +38,6 @@ USE_TZ = True
 '''
 
 
-class PgServer(Server):
-    """leekd and the PostgreSQL server under it: stopping one stops both."""
-
-    postgres: PostgresServer | None = None
-
-    def stop(self) -> None:
-        try:
-            super().stop()
-        finally:
-            if self.postgres is not None:
-                self.postgres.destroy()
-
-
 class LeekPgSystem:
     name = "leek-pg"
     column = "leek on PostgreSQL"
@@ -86,15 +73,14 @@ class LeekPgSystem:
             if isinstance(exc, PostgresError):
                 raise procs.BenchError(f"--postgres: {exc}") from None
             raise
-        server = PgServer(
+        return Server(  # stopping leekd stops the PostgreSQL server under it too
             proc,
             log,
             sys.executable,
             base_env(workdir, LEEK_SECRET=SECRET, LEEK_PORT=str(port)),
             {"driver": __name__, "port": pg.port, "also_pids": [pg.postmaster_pid()]},
+            cleanup=pg.destroy,
         )
-        server.postgres = pg
-        return server
 
 
 class Driver(SqliteDriver):

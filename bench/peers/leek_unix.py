@@ -17,19 +17,6 @@ from . import Server, base_env
 from .leek import SECRET, start_leekd
 
 
-class UnixServer(Server):
-    """leekd and its socket's directory: stopping the one removes the other."""
-
-    sockdir: Path | None = None
-
-    def stop(self) -> None:
-        try:
-            super().stop()
-        finally:
-            if self.sockdir is not None:
-                shutil.rmtree(self.sockdir, ignore_errors=True)
-
-
 class LeekUnixSystem:
     name = "leek-unix"
     column = "leek on a Unix socket"
@@ -44,12 +31,11 @@ class LeekUnixSystem:
         except BaseException:
             shutil.rmtree(sockdir, ignore_errors=True)
             raise
-        server = UnixServer(
+        return Server(  # stopping leekd removes its socket's directory too
             proc,
             log,
             sys.executable,
             base_env(LEEK_SECRET=SECRET, LEEK_UNIX=str(sock)),
             {"driver": "bench.peers.leek", "db": str(db)},
+            cleanup=lambda: shutil.rmtree(sockdir, ignore_errors=True),
         )
-        server.sockdir = sockdir
-        return server

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 import leek
+from bench import procs
 
 from .. import tasks
 from ..helpers import SECRET, wait_for
@@ -19,15 +20,9 @@ def finished(task_id: int) -> bool:
     return state in ("succeeded", "failed")
 
 
-def listening_names() -> set[str]:
-    """Abstract Unix-domain names that some process listens on (from /proc)."""
-    out = set()
-    with open("/proc/net/unix") as table:
-        for line in list(table)[1:]:
-            fields = line.split()
-            if len(fields) >= 8 and fields[7].startswith("@") and int(fields[3], 16) & 0x10000:
-                out.add(fields[7][1:])
-    return out
+def listening(name: str) -> bool:
+    """Some process listens on the abstract Unix-domain socket ``name``."""
+    return procs.listening_unix("@" + name)
 
 
 def peers(server) -> list[str]:
@@ -36,7 +31,7 @@ def peers(server) -> list[str]:
 
 def test_a_client_on_leekds_host_moves_to_its_local_socket(server):
     name = server.listener.local_name
-    assert name and name.startswith("leek-") and name in listening_names()
+    assert name and name.startswith("leek-") and listening(name)
     with leek.Client(port=server.port, secret=SECRET) as c:
         task_id = c.push(tasks.add, (2, 3))
         assert c._sock.family == socket.AF_UNIX
@@ -49,10 +44,10 @@ def test_a_client_on_leekds_host_moves_to_its_local_socket(server):
 
 def test_the_local_socket_goes_with_leekd(server):
     name = server.listener.local_name
-    assert name in listening_names()
+    assert listening(name)
     server.request_stop()  # as SIGTERM does
     wait_for(server.stopped.is_set, timeout=30, what="leekd to stop")
-    assert name not in listening_names()
+    assert not listening(name)
 
 
 def test_without_the_local_socket_clients_stay_on_tcp(make_server):
@@ -76,7 +71,7 @@ def test_a_client_that_cannot_reach_the_local_socket_stays_on_tcp(server):
 
     server._loop.call_soon_threadsafe(unlisten)
     name = server.listener.local_name
-    wait_for(lambda: name not in listening_names())
+    wait_for(lambda: not listening(name))
     with leek.Client(port=server.port, secret=SECRET, timeout=5) as c:
         task_id = c.push(tasks.add, (4, 4))
         assert c._sock.family == socket.AF_INET
