@@ -17,7 +17,7 @@ from . import link, oncommit
 from .errors import LeekError, LeekProtocolError, LeekTimeout
 from .link import Link, too_large
 from .protocol import Push, Pushed, Reply, Request, TaskRecord
-from .records import OPTIONS, Task, batches, make_record
+from .records import OPTIONS, Task, batches, make_record, make_records
 from .results import SHORT_STEP, STEP, task_id_of, wait_result
 
 _FRAME_BUDGET = 4 * 1024 * 1024  # split push_many into frames of about this size
@@ -75,13 +75,7 @@ class Client(Link):
         Each call is ``fn``, ``(fn, args)`` or ``(fn, args, kwargs)``; ``options`` apply to all.
         Inside ``atomic()`` they are sent at the commit, as ``push`` does, and this returns None.
         """
-        records = []
-        for call in calls:
-            if callable(call):
-                fn, args, kwargs = call, (), None
-            else:
-                fn, args, kwargs = (tuple(call) + ((), None))[:3]
-            records.append(make_record(fn, tuple(args), kwargs, **options))
+        records = make_records(calls, **options)
         if self.deferred(on_commit):
             oncommit.defer(lambda: self.push_records(records))
             return None

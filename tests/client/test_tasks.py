@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import reprlib
 
 import cloudpickle
 import pytest
 
 import leek
-from leek.records import _dumps, make_record, preview
+from leek.records import _dumps, _repr, make_record, make_records, preview
 
 from .. import tasks
 
@@ -78,3 +79,39 @@ def test_standard_and_cloudpickle_payloads_load_alike():
     fast = _dumps(tasks.add, (1, {"a": [1, 2]}), {"x": 1.5})
     slow = cloudpickle.dumps((tasks.add, (1, {"a": [1, 2]}), {"x": 1.5}), protocol=5)
     assert pickle.loads(fast) == pickle.loads(slow)
+
+
+def test_a_batch_makes_the_records_each_call_would():
+    local = lambda x: x  # noqa: E731 - travels by value, beside calls by reference
+    marked = leek.task(queue="mail", priority=5)(tasks.add)
+    calls = [tasks.noop, (tasks.add, (1, 2)), (local, (3,)), (marked, (4, 5), {"b": 6}), tasks.noop]
+    batch = make_records(calls, max_retries=3)
+    one_by_one = [
+        make_record(tasks.noop, max_retries=3),
+        make_record(tasks.add, (1, 2), max_retries=3),
+        make_record(local, (3,), max_retries=3),
+        make_record(marked, (4, 5), {"b": 6}, max_retries=3),
+        make_record(tasks.noop, max_retries=3),
+    ]
+    for got, want in zip(batch, one_by_one, strict=True):
+        assert got.key != want.key and len({r.key for r in batch}) == len(batch)
+        got.key = want.key
+        if want.name.endswith("<lambda>"):  # by value: the same call, not the same bytes
+            assert loads(got)[0](*loads(got)[1]) == 3
+            got.payload = want.payload
+        assert got == want
+    assert batch[3].queue == "mail" and batch[3].priority == 5 and batch[3].preview == "4, 5, b=6"
+    with pytest.raises(leek.LeekError, match="must be callable"):
+        make_records([tasks.noop, (42, ())])
+    with pytest.raises(leek.LeekError, match="max_retries"):
+        make_records([tasks.noop], max_retries=0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1, -2.5, True, None, "abc", "x" * 38, "x" * 39, "x" * 61, 10**39, 10**41, float("nan"),
+     "é" * 30, "quote's", "\n" * 20, 1e300],
+)  # fmt: skip
+def test_plain_arguments_preview_as_reprlib_shows_them(value):
+    assert preview((value,), {"k": value}) == f"{_repr.repr(value)}, k={_repr.repr(value)}"
+    assert isinstance(_repr, reprlib.Repr)
