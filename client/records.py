@@ -173,9 +173,9 @@ def make_records(calls: Iterable[Any], **options: Any) -> list[TaskRecord]:
 
     What depends only on the function (its name, its task options, whether it pickles by
     reference) is worked out once per function of the batch, not once per call: for a
-    batch of one function's calls that halves the client's time per record.
+    batch of one function's calls that takes a third off the client's time per record.
     """
-    makers: dict[int, tuple[Any, _Maker]] = {}
+    makers: dict[int, _Maker] = {}  # by id: each maker holds its function, so ids stay unique
     records = []
     for call in calls:
         if callable(call):
@@ -183,11 +183,10 @@ def make_records(calls: Iterable[Any], **options: Any) -> list[TaskRecord]:
         else:
             fn, args, kwargs = (tuple(call) + ((), None))[:3]
             args, kwargs = tuple(args), dict(kwargs or {})
-        # Keyed by identity, with the function kept beside its maker so the id stays its own.
-        known = makers.get(id(fn))
-        if known is None:
-            known = makers[id(fn)] = (fn, _Maker(fn, **options))
-        records.append(known[1].record(args, kwargs))
+        maker = makers.get(id(fn))
+        if maker is None:
+            maker = makers[id(fn)] = _Maker(fn, **options)
+        records.append(maker.record(args, kwargs))
     return records
 
 

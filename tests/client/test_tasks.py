@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import reprlib
 
 import cloudpickle
 import pytest
@@ -114,4 +113,3 @@ def test_a_batch_makes_the_records_each_call_would():
 )  # fmt: skip
 def test_plain_arguments_preview_as_reprlib_shows_them(value):
     assert preview((value,), {"k": value}) == f"{_repr.repr(value)}, k={_repr.repr(value)}"
-    assert isinstance(_repr, reprlib.Repr)
